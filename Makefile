@@ -1,0 +1,53 @@
+# Every target creates or updates the virtualenv it needs; nothing is done by hand.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV ?= .venv
+# pyssm-client, the third-party client the tests use as an oracle, needs Python 3.12.
+PYSSM_VENV ?= .venv-pyssm
+PYSSM_CLIENT ?= pyssm-client==0.2.0
+PY312 ?= $(shell command -v python3.12 2>/dev/null || ls -1d $(HOME)/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | tail -n1)
+HOME_DIR ?= .hatchway
+PYTEST_ARGS ?=
+
+.PHONY: help run test lint bench clean
+
+help:
+	@echo "make run    - server plus a local agent on 127.0.0.1:8080 (home: $(HOME_DIR))"
+	@echo "make test   - every test, after installing what the tests need"
+	@echo "make lint   - ruff and mypy --strict on protocol/ and aws/"
+	@echo "make bench  - the benchmarks in bench/"
+
+$(VENV)/.run-stamp: pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e .
+	@touch $@
+
+$(VENV)/.test-stamp: pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[test,postgres]'
+	@touch $@ $(VENV)/.run-stamp
+
+$(PYSSM_VENV)/.stamp: Makefile
+	@test -n "$(PY312)" || { echo "Python 3.12 is needed for pyssm-client (pyenv install 3.12)"; exit 1; }
+	@test -x $(PYSSM_VENV)/bin/python || $(PY312) -m venv $(PYSSM_VENV)
+	$(PYSSM_VENV)/bin/python -m pip install -q --disable-pip-version-check '$(PYSSM_CLIENT)'
+	@touch $@
+
+run: $(VENV)/.run-stamp
+	$(VENV)/bin/hatchway up --home $(HOME_DIR)
+
+lint: $(VENV)/.test-stamp
+	$(VENV)/bin/ruff check hatchway tests bench
+	$(VENV)/bin/mypy
+
+test: $(VENV)/.test-stamp $(PYSSM_VENV)/.stamp lint
+	HATCHWAY_PYSSM_PYTHON=$(abspath $(PYSSM_VENV))/bin/python \
+		$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.test-stamp
+	$(VENV)/bin/python bench/protocol.py
+
+clean:
+	rm -rf $(VENV) $(PYSSM_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
