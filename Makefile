@@ -7,7 +7,8 @@ VENV ?= .venv
 # pyssm-client, the third-party client the tests use as an oracle, needs Python 3.12.
 PYSSM_VENV ?= .venv-pyssm
 PYSSM_CLIENT ?= pyssm-client==0.2.0
-PY312 ?= $(shell command -v python3.12 2>/dev/null || ls -1d $(HOME)/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | tail -n1)
+# pyenv shims exist for every version but fail for ones not selected, so look in pyenv first.
+PY312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null))
 HOME_DIR ?= .hatchway
 PYTEST_ARGS ?=
 
