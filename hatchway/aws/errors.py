@@ -28,7 +28,9 @@ class AwsError(Exception):
 
 
 def _error(code: str, status: int) -> type[AwsError]:
-    return type(code, (AwsError,), {"code": code, "status": status, "__doc__": f"{code} ({status})"})
+    return type(
+        code, (AwsError,), {"code": code, "status": status, "__doc__": f"{code} ({status})"}
+    )
 
 
 # Common errors of every AWS JSON service.
@@ -56,3 +58,15 @@ SIGNATURE_MISMATCH_MESSAGE = (
 )
 UNKNOWN_KEY_MESSAGE = "The security token included in the request is invalid."
 MISSING_AUTH_MESSAGE = "Missing Authentication Token"
+
+# SSM document errors
+InvalidDocument = _error("InvalidDocument", 400)
+InvalidDocumentContent = _error("InvalidDocumentContent", 400)
+InvalidDocumentSchemaVersion = _error("InvalidDocumentSchemaVersion", 400)
+DocumentAlreadyExists = _error("DocumentAlreadyExists", 400)
+InvalidParameters = _error("InvalidParameters", 400)
+DuplicateDocumentContent = _error("DuplicateDocumentContent", 400)
+InvalidDocumentVersion = _error("InvalidDocumentVersion", 400)
+DocumentLimitExceeded = _error("DocumentLimitExceeded", 400)
+MaxDocumentSizeExceeded = _error("MaxDocumentSizeExceeded", 400)
+InvalidDocumentOperation = _error("InvalidDocumentOperation", 400)

@@ -1,0 +1,1 @@
+"""The Hatchway agent: registers a machine, keeps a control channel open, runs sessions."""

@@ -1,0 +1,84 @@
+"""The agent's calls to the control plane: registration, health, and channel creation."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
+
+import aiohttp
+
+from .identity import Identity
+from .signing import signed_headers
+
+JSON_11 = "application/x-amz-json-1.1"
+
+
+class ServiceError(Exception):
+    """The server answered with an AWS error."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}" if code else message)
+        self.status, self.code, self.message = status, code, message
+
+
+async def _error_from(response: aiohttp.ClientResponse) -> ServiceError:
+    text = await response.text()
+    code, message = "", text.strip()[:500]
+    try:
+        body = json.loads(text)
+        code = str(body.get("__type", "")).rpartition("#")[2]
+        message = str(body.get("message") or body.get("Message") or message)
+    except ValueError:
+        match = re.search(r"<(\w+)><Message>(.*?)</Message>", text)
+        if match:
+            code, message = match.group(1), match.group(2)
+    return ServiceError(response.status, code, message)
+
+
+async def call_json(
+    http: aiohttp.ClientSession,
+    server_url: str,
+    operation: str,
+    params: dict[str, Any],
+    identity: Identity | None = None,
+) -> dict[str, Any]:
+    """One AmazonSSM call; unsigned when there is no identity yet (registration)."""
+    url = server_url.rstrip("/") + "/"
+    body = json.dumps(params).encode()
+    headers = {"Content-Type": JSON_11, "X-Amz-Target": f"AmazonSSM.{operation}"}
+    if identity is not None:
+        headers = signed_headers(identity, "POST", url, "ssm", body, headers)
+    async with http.post(url, data=body, headers=headers) as response:
+        if response.status != 200:
+            raise await _error_from(response)
+        result: dict[str, Any] = await response.json(content_type=None)
+        return result
+
+
+async def create_channel(
+    http: aiohttp.ClientSession, identity: Identity, kind: str, channel_id: str
+) -> str:
+    """POST /v1/<kind>-channel/<id>: 201 with an XML body holding the channel token."""
+    url = f"{identity.server_url.rstrip('/')}/v1/{kind}-channel/{channel_id}"
+    body = json.dumps({"MessageSchemaVersion": "1.0", "RequestId": str(uuid.uuid4())}).encode()
+    headers = signed_headers(
+        identity, "POST", url, "ssmmessages", body, {"Content-Type": "application/json"}
+    )
+    async with http.post(url, data=body, headers=headers) as response:
+        if response.status != 201:
+            raise await _error_from(response)
+        match = re.search(r"<TokenValue>(.*?)</TokenValue>", await response.text(), re.DOTALL)
+        if match is None:
+            raise ServiceError(response.status, "", "the channel response holds no TokenValue")
+        return match.group(1)
+
+
+def websocket_url(server_url: str, path: str) -> str:
+    base = server_url.rstrip("/")
+    if base.startswith("https://"):
+        return "wss://" + base[len("https://") :] + path
+    if base.startswith("http://"):
+        return "ws://" + base[len("http://") :] + path
+    return base + path

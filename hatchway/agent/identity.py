@@ -1,0 +1,46 @@
+"""The node's identity: its managed-node id and credential, kept in the agent home (0600)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+IDENTITY_FILE = "identity.json"
+
+
+class IdentityError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Identity:
+    instance_id: str
+    server_url: str
+    region: str
+    access_key_id: str
+    secret_access_key: str
+
+    def save(self, home: Path) -> Path:
+        home.mkdir(parents=True, exist_ok=True)
+        path = home / IDENTITY_FILE
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(asdict(self), f, indent=2)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, home: Path) -> Identity:
+        path = home / IDENTITY_FILE
+        try:
+            data = json.loads(path.read_text())
+            return cls(**{k: str(data[k]) for k in cls.__dataclass_fields__})
+        except FileNotFoundError:
+            raise IdentityError(
+                f"{path} does not exist: register first with 'hatchway agent register'"
+            ) from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IdentityError(f"{path} is damaged ({exc}); register again") from None

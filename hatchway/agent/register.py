@@ -1,0 +1,53 @@
+"""``hatchway agent register``: trade an activation for a managed-node identity."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import socket
+
+import aiohttp
+
+from .api import call_json
+from .identity import Identity
+
+
+def fingerprint() -> str:
+    """A stable fingerprint of this machine, reported as the official agent does."""
+    seed = f"{socket.getfqdn()}|{platform.machine()}|{_machine_id()}"
+    return hashlib.sha256(seed.encode()).hexdigest()
+
+
+def _machine_id() -> str:
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except OSError:
+            continue
+    return ""
+
+
+async def register(
+    server_url: str, activation_id: str, activation_code: str, region: str
+) -> Identity:
+    async with aiohttp.ClientSession() as http:
+        result = await call_json(
+            http,
+            server_url,
+            "RegisterManagedInstance",
+            {
+                "ActivationId": activation_id,
+                "ActivationCode": activation_code,
+                "PublicKey": "",
+                "PublicKeyType": "Rsa",
+                "Fingerprint": fingerprint(),
+            },
+        )
+    return Identity(
+        instance_id=result["InstanceId"],
+        server_url=server_url,
+        region=region,
+        access_key_id=result["AccessKeyId"],
+        secret_access_key=result["SecretAccessKey"],
+    )

@@ -1,0 +1,1 @@
+"""The Hatchway control plane: the SSM API, session documents and the session registry."""

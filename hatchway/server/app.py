@@ -1,0 +1,175 @@
+"""The aiohttp application: the AWS JSON 1.1 endpoint, health, and the parts that plug in."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from ..aws import json11
+from ..aws.errors import AwsError, InternalServerError, RequestEntityTooLarge
+from .auth import authenticate
+from .bootstrap import bootstrap
+from .config import ServerConfig
+from .keystore import Keystore
+from .mgs import gateway_for
+from .pagination import Paginator
+from .session_runtime import SessionRuntime
+from .state import Call, ServerState
+from .storage.db import database_url, make_engine, migrate, session_factory
+
+log = logging.getLogger("hatchway.server")
+
+STATE = web.AppKey("state", ServerState)
+CONFIG = web.AppKey("config", ServerConfig)
+SERVICES = web.AppKey("services", dict)
+REQUEST_ID_HEADER = "x-amzn-RequestId"
+REQUEST_ID = web.RequestKey("request_id", str)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def base_url(request: web.Request, config: ServerConfig) -> str:
+    """The URL the caller used to reach us, honouring a TLS-terminating proxy in front."""
+    if config.public_url:
+        return config.public_url.rstrip("/")
+    scheme = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
+    host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
+    return f"{scheme}://{host}"
+
+
+@web.middleware
+async def request_ids(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every response carries a request id; every unexpected fault is logged with it."""
+    request_id = str(uuid.uuid4())
+    request[REQUEST_ID] = request_id
+    try:
+        response = await handler(request)
+    except AwsError as exc:
+        response = aws_error_response(exc)
+    except web.HTTPException as exc:
+        exc.headers[REQUEST_ID_HEADER] = request_id
+        raise
+    except Exception:
+        log.exception("unexpected fault", extra={"request_id": request_id, "path": request.path})
+        response = aws_error_response(
+            InternalServerError(f"An internal error occurred (request id {request_id})")
+        )
+    if not response.prepared:
+        response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+def aws_error_response(error: AwsError) -> web.Response:
+    return web.Response(status=error.status, body=error.body(), headers=error.headers())
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestEntityTooLarge(f"The request body is larger than {limit} bytes")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise RequestEntityTooLarge(f"The request body is larger than {limit} bytes")
+    return body
+
+
+async def api(request: web.Request) -> web.Response:
+    """``POST /``: one AWS JSON 1.1 call to any of the services on this endpoint."""
+    state = request.app[STATE]
+    started = time.monotonic()
+    now = now_utc()
+    body = await read_body(request, state.config.max_body_bytes)
+    prefix, operation = json11.split_target(request.headers.get("X-Amz-Target"))
+    services: dict[str, json11.Service[Call]] = request.app[SERVICES]
+    service = services.get(prefix)
+    if service is None:
+        raise json11.UnknownOperationException(f"Unknown operation {prefix}.{operation}")
+    principal = None
+    if operation not in service.anonymous:
+        principal = await authenticate(state, request, body, service.signing_name, now)
+    fn = service.lookup(operation)
+    params = json11.parse_body(body)
+    call = Call(
+        state=state,
+        principal=principal,
+        request_id=request[REQUEST_ID],
+        now=now,
+        base_url=base_url(request, state.config),
+        service=service.signing_name,
+    )
+    outcome = "ok"
+    try:
+        result = await fn(call, params)
+    except AwsError as exc:
+        outcome = exc.code
+        raise
+    finally:
+        log.info(
+            "%s.%s",
+            prefix,
+            operation,
+            extra={
+                "request_id": call.request_id,
+                "principal": principal.arn if principal else "anonymous",
+                "outcome": outcome,
+                "ms": round((time.monotonic() - started) * 1000, 1),
+            },
+        )
+    return web.Response(body=json11.dump(result), content_type=json11.CONTENT_TYPE)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def create_app(config: ServerConfig) -> web.Application:
+    from .ssm import ssm
+
+    app = web.Application(middlewares=[request_ids], client_max_size=config.max_body_bytes + 1024)
+    app[CONFIG] = config
+    app[SERVICES] = {ssm.target_prefix: ssm}
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        config.home.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(database_url(config.home, config.database))
+        await migrate(engine)
+        db = session_factory(engine)
+        keystore = Keystore.load_or_create(config.home)
+        settings = await bootstrap(db, keystore, config.home, now_utc())
+        app[STATE] = ServerState(
+            config=config,
+            engine=engine,
+            db=db,
+            keystore=keystore,
+            paginator=Paginator(bytes.fromhex(settings["pagination_secret"])),
+            account=settings["account"],
+        )
+        state = app[STATE]
+        state.extensions["created_credentials"] = settings.get("created_credentials")
+        async with gateway_for(state) as gateway:
+            state.extensions["control"] = gateway
+            state.extensions["sessions"] = SessionRuntime(state, gateway)
+            yield
+        await engine.dispose()
+
+    app.cleanup_ctx.append(resources)
+    app.router.add_post("/", api)
+    app.router.add_get("/healthz", healthz)
+
+    async def control(request: web.Request) -> web.StreamResponse:
+        gateway = request.app[STATE].extensions["control"]
+        if request.method == "POST":
+            return await gateway.create_control_channel(request)
+        return await gateway.control_channel(request)
+
+    app.router.add_route("POST", "/v1/control-channel/{instance_id}", control)
+    app.router.add_route("GET", "/v1/control-channel/{instance_id}", control)
+    return app

@@ -1,0 +1,32 @@
+"""The server's configuration: flags, then environment, in one typed object."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    home: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str | None = None
+    database: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    region: str = "us-east-1"
+    log_json: bool = False
+    # This server process, as other nodes sharing a database see it.
+    node_name: str = field(default_factory=socket.gethostname)
+    # Data-channel tokens must be used within this long of StartSession/ResumeSession.
+    token_lifetime: timedelta = timedelta(minutes=2)
+    # A node whose control channel has been silent this long is shown as ConnectionLost.
+    ping_timeout: timedelta = timedelta(minutes=3)
+    max_body_bytes: int = 1024 * 1024
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None

@@ -1,0 +1,1 @@
+"""Principals, policies and the decision whether a call is allowed."""

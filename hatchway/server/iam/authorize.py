@@ -1,0 +1,52 @@
+"""Authorization of one call against the caller's policies."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from ...aws.errors import AccessDeniedException
+from ..storage.models import Policy
+from .policy import Decision, Request, evaluate
+from .principals import NODE_POLICY, Principal, PrincipalKind
+
+if TYPE_CHECKING:
+    from ..state import ServerState
+
+
+async def policies_for(state: ServerState, principal: Principal) -> list[dict[str, Any]]:
+    if principal.kind is PrincipalKind.NODE:
+        kind, name, builtin = "role", principal.role, [NODE_POLICY]
+    else:
+        kind, name, builtin = "user", principal.name, []
+    async with state.db() as db:
+        rows = await db.scalars(
+            select(Policy).where(Policy.principal_kind == kind, Policy.principal_name == name)
+        )
+        return builtin + [row.document for row in rows]
+
+
+def condition_context(principal: Principal, extra: dict[str, Any]) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        "aws:username": principal.name,
+        "aws:PrincipalArn": principal.arn,
+        "aws:PrincipalAccount": principal.account,
+        "aws:userid": principal.access_key_id,
+    }
+    for key, value in principal.tags.items():
+        context[f"aws:PrincipalTag/{key}"] = value
+    context.update(extra)
+    return context
+
+
+async def authorize(
+    state: ServerState, principal: Principal, action: str, resource: str, extra: dict[str, Any]
+) -> None:
+    request = Request(action, resource, condition_context(principal, extra))
+    decision = evaluate(await policies_for(state, principal), request)
+    if decision is not Decision.ALLOW:
+        raise AccessDeniedException(
+            f"User: {principal.arn} is not authorized to perform: {action} on resource: {resource}"
+            + (" with an explicit deny" if decision is Decision.DENY else "")
+        )

@@ -1,0 +1,304 @@
+"""The message gateway ("ssmmessages"): control channels to agents, and the REST calls
+that open channels (agent.md §1.3-1.4, §1.9, §1.13).
+
+A control channel is one WebSocket per managed node. The server sends
+``interactive_shell`` down it to start a session; the agent answers with
+``agent_task_complete`` when the session ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+from xml.sax.saxutils import escape
+
+from aiohttp import WSMsgType, web
+from sqlalchemy import update
+
+from ..aws.errors import AccessDeniedException, AwsError
+from ..protocol import AgentMessage, MessageType, ProtocolError, decode
+from ..protocol.payloads import get_field, load_object
+from . import tokens
+from .auth import authenticate
+from .iam.principals import Principal, PrincipalKind
+from .state import ServerState
+from .storage.models import ManagedInstance, Session
+
+log = logging.getLogger("hatchway.server.mgs")
+
+SIGNING_NAME = "ssmmessages"
+HEARTBEAT_SECONDS = 30.0
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def xml_error(error: AwsError) -> web.Response:
+    # The agent looks for <AccessDeniedException> in error bodies (agent.md §1.3).
+    code = escape(error.code)
+    body = f"<{code}><Message>{escape(error.message)}</Message></{code}>"
+    return web.Response(
+        status=403 if error.status in (400, 403) else error.status,
+        text=body,
+        content_type="application/xml",
+    )
+
+
+def token_response(token: str) -> web.Response:
+    body = (
+        "<CreateChannelResponse><MessageSchemaVersion>1.0</MessageSchemaVersion>"
+        f"<TokenValue>{escape(token)}</TokenValue></CreateChannelResponse>"
+    )
+    return web.Response(status=201, text=body, content_type="application/xml")
+
+
+class ControlChannel:
+    """One agent's live control channel on this server."""
+
+    def __init__(self, instance_id: str, ws: web.WebSocketResponse) -> None:
+        self.instance_id = instance_id
+        self.ws = ws
+        self.lock = asyncio.Lock()
+
+    async def send(self, message: AgentMessage) -> None:
+        async with self.lock:
+            await self.ws.send_bytes(message.encode())
+
+
+class MessageGateway:
+    """Control channels of the agents connected to this server, and their messages."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.channels: dict[str, ControlChannel] = {}
+        self._heartbeat: asyncio.Task[None] | None = None
+        self.task_complete_handlers: list[Any] = []
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._heartbeat = asyncio.create_task(self._keep_pings_fresh())
+
+    async def close(self) -> None:
+        if self._heartbeat:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        for channel in list(self.channels.values()):
+            await channel.ws.close()
+
+    async def _keep_pings_fresh(self) -> None:
+        # A live channel counts as a ping; other server nodes read last_ping from the database.
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            if self.channels:
+                await self._mark(list(self.channels), connected=True)
+
+    async def _mark(self, instance_ids: list[str], *, connected: bool) -> None:
+        values: dict[str, Any] = {
+            "connected_to": self.state.config.node_name if connected else None
+        }
+        if connected:
+            values["last_ping"] = now_utc()
+        async with self.state.db() as db, db.begin():
+            await db.execute(
+                update(ManagedInstance)
+                .where(ManagedInstance.instance_id.in_(instance_ids))
+                .values(**values)
+            )
+
+    # --- what the rest of the server asks ------------------------------------------------
+
+    def is_connected(self, instance_id: str) -> bool:
+        return instance_id in self.channels
+
+    async def send(self, instance_id: str, message: AgentMessage) -> bool:
+        channel = self.channels.get(instance_id)
+        if channel is None:
+            return False
+        try:
+            await channel.send(message)
+        except (ConnectionError, RuntimeError) as exc:
+            log.warning(
+                "control channel send failed", extra={"target": instance_id, "error": str(exc)}
+            )
+            return False
+        return True
+
+    async def disconnect(self, instance_id: str, reason: str) -> None:
+        channel = self.channels.get(instance_id)
+        if channel is not None:
+            log.info("closing control channel", extra={"target": instance_id, "reason": reason})
+            await channel.ws.close(message=reason.encode()[:120])
+
+    # --- handlers -----------------------------------------------------------------------
+
+    async def node_principal(
+        self, request: web.Request, body: bytes, instance_id: str
+    ) -> Principal:
+        principal = await authenticate(self.state, request, body, SIGNING_NAME, now_utc())
+        if principal.kind is not PrincipalKind.NODE or principal.name != instance_id:
+            raise AccessDeniedException(
+                f"User: {principal.arn} is not authorized to perform: "
+                f"ssmmessages:CreateControlChannel on resource: {instance_id}"
+            )
+        return principal
+
+    async def create_control_channel(self, request: web.Request) -> web.Response:
+        instance_id = request.match_info["instance_id"]
+        body = await request.content.read(64 * 1024)
+        try:
+            await self.node_principal(request, body, instance_id)
+            async with self.state.db() as db, db.begin():
+                token = await tokens.issue(
+                    db, instance_id, "control", now_utc(), self.state.config.token_lifetime
+                )
+        except AwsError as error:
+            return xml_error(error)
+        return token_response(token)
+
+    async def control_channel(self, request: web.Request) -> web.StreamResponse:
+        instance_id = request.match_info["instance_id"]
+        try:
+            await self.node_principal(request, b"", instance_id)
+        except AwsError as error:
+            return xml_error(error)
+        ws = web.WebSocketResponse(heartbeat=None, max_msg_size=4 * 1024 * 1024)
+        await ws.prepare(request)
+        opened = await self._open(ws, instance_id)
+        if not opened:
+            await ws.close(message=b"invalid token")
+            return ws
+        previous = self.channels.get(instance_id)
+        channel = ControlChannel(instance_id, ws)
+        self.channels[instance_id] = channel
+        if previous is not None:
+            await previous.ws.close(message=b"replaced by a newer control channel")
+        await self._mark([instance_id], connected=True)
+        log.info("control channel open", extra={"target": instance_id})
+        try:
+            async for frame in ws:
+                if frame.type == WSMsgType.BINARY:
+                    await self._on_message(channel, frame.data)
+                elif frame.type == WSMsgType.ERROR:
+                    break
+        finally:
+            if self.channels.get(instance_id) is channel:
+                del self.channels[instance_id]
+                await self._mark([instance_id], connected=False)
+            log.info("control channel closed", extra={"target": instance_id})
+        return ws
+
+    async def _open(self, ws: web.WebSocketResponse, instance_id: str) -> bool:
+        try:
+            first = await ws.receive(timeout=30)
+        except TimeoutError:
+            return False
+        if first.type != WSMsgType.TEXT:
+            return False
+        try:
+            opening = load_object(first.data, "OpenControlChannel")
+            token = get_field(opening, "TokenValue", str, "OpenControlChannel")
+        except ProtocolError as exc:
+            log.warning("bad OpenControlChannel", extra={"target": instance_id, "error": str(exc)})
+            return False
+        async with self.state.db() as db, db.begin():
+            return await tokens.redeem(db, token, instance_id, "control", now_utc())
+
+    async def _on_message(self, channel: ControlChannel, data: bytes) -> None:
+        try:
+            message = decode(data)
+        except ProtocolError as exc:
+            log.warning(
+                "dropped a bad control message",
+                extra={"target": channel.instance_id, "error": str(exc)},
+            )
+            return
+        if message.message_type == MessageType.AGENT_TASK_COMPLETE:
+            await self._task_complete(channel, message)
+        # agent_telemetry, agent_update_result and the rest are accepted and ignored.
+
+    async def _task_complete(self, channel: ControlChannel, message: AgentMessage) -> None:
+        try:
+            payload = load_object(message.payload, "agent_task_complete")
+            session_id = get_field(payload, "TaskId", str, "agent_task_complete")
+            status = get_field(payload, "FinalTaskStatus", str, "agent_task_complete", default="")
+            output = get_field(payload, "Output", str, "agent_task_complete", default="")
+            topic = get_field(payload, "Topic", str, "agent_task_complete", default="")
+        except ProtocolError as exc:
+            log.warning(
+                "bad agent_task_complete", extra={"target": channel.instance_id, "error": str(exc)}
+            )
+            return
+        ack = {
+            "SchemaVersion": 1,
+            "MessageId": str(message.message_id),
+            "TaskId": session_id,
+            "Topic": topic,
+        }
+        await channel.send(
+            AgentMessage(
+                message_type=MessageType.AGENT_TASK_ACKNOWLEDGE,
+                created_date=millis(now_utc()),
+                payload=json.dumps(ack).encode(),
+            )
+        )
+        async with self.state.db() as db:
+            session = await db.get(Session, session_id)
+        if session is None or session.target != channel.instance_id:
+            return
+        for handler in self.task_complete_handlers:
+            await handler(session_id, status, output)
+
+
+def interactive_shell_message(
+    session_id: str,
+    document_name: str,
+    content: dict[str, Any],
+    parameters: dict[str, Any],
+    run_as: str,
+    owner: str,
+    now: datetime,
+) -> AgentMessage:
+    """The message that starts a session on the agent (agent.md §1.8)."""
+    task = {
+        "DocumentName": document_name,
+        "DocumentContent": content,
+        "SessionId": session_id,
+        "Parameters": parameters,
+        "RunAsUser": run_as,
+        "SessionOwner": owner,
+    }
+    payload = {
+        "Content": json.dumps(task),
+        "TaskId": session_id,
+        "Topic": "aws.ssm.startSession",
+        "SchemaVersion": 1,
+    }
+    return AgentMessage(
+        message_type=MessageType.INTERACTIVE_SHELL,
+        created_date=millis(now),
+        message_id=uuid.uuid4(),
+        payload=json.dumps(payload).encode(),
+    )
+
+
+@contextlib.asynccontextmanager
+async def gateway_for(state: ServerState) -> AsyncIterator[MessageGateway]:
+    gateway = MessageGateway(state)
+    await gateway.start()
+    try:
+        yield gateway
+    finally:
+        await gateway.close()

@@ -1,0 +1,80 @@
+"""What happens to a session beyond the API: telling the agent, and recording the end."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from ..protocol import AgentMessage, ChannelClosed, Flags, MessageType
+from . import documents as docs
+from .iam.principals import Principal
+from .mgs import MessageGateway, interactive_shell_message, millis, now_utc
+from .ssm.document_ops import LoadedDocument
+from .ssm.errors import TargetNotConnected
+from .ssm.sessions import finish_session
+from .state import Call, ServerState
+from .storage.models import Session
+
+log = logging.getLogger("hatchway.server.sessions")
+
+
+class SessionRuntime:
+    def __init__(self, state: ServerState, gateway: MessageGateway) -> None:
+        self.state = state
+        self.gateway = gateway
+        gateway.task_complete_handlers.append(self.on_task_complete)
+
+    async def start(
+        self,
+        call: Call,
+        session_id: str,
+        target: str,
+        document: LoadedDocument,
+        values: dict[str, Any],
+        principal: Principal,
+    ) -> None:
+        content = docs.substitute(document.parsed, values)
+        run_as = principal.tags.get("SSMSessionRunAs", "")
+        message = interactive_shell_message(
+            session_id, document.name, content, values, run_as, principal.arn, call.now
+        )
+        if not await self.gateway.send(target, message):
+            await finish_session(self.state, session_id, "Failed", call.now, "target not connected")
+            raise TargetNotConnected(f"{target} is not connected.")
+        log.info(
+            "session started",
+            extra={"session_id": session_id, "target": target, "document": document.name},
+        )
+
+    async def terminate(self, session_id: str, reason: str) -> None:
+        async with self.state.db() as db:
+            row = await db.get(Session, session_id)
+        if row is None:
+            return
+        closed = ChannelClosed(
+            session_id=session_id,
+            message_id=uuid.uuid4(),
+            created_date=now_utc().isoformat(),
+            destination_id=row.target,
+            output=reason,
+        )
+        await self.gateway.send(
+            row.target,
+            AgentMessage(
+                message_type=MessageType.CHANNEL_CLOSED,
+                created_date=millis(now_utc()),
+                flags=Flags.ACK,
+                payload=closed.to_json(),
+            ),
+        )
+        log.info("session terminated", extra={"session_id": session_id, "target": row.target})
+
+    async def on_task_complete(self, session_id: str, status: str, output: str) -> None:
+        final = "Terminated" if status == "Success" else "Failed"
+        await finish_session(self.state, session_id, final, now_utc(), output)
+        log.info(
+            "session complete",
+            extra={"session_id": session_id, "status": status, "output": json.dumps(output)[:200]},
+        )

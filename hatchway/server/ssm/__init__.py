@@ -1,0 +1,11 @@
+"""The AmazonSSM service: operations register themselves on ``ssm`` by name."""
+
+from ...aws.json11 import Service
+from ..state import Call
+
+ssm: Service[Call] = Service("AmazonSSM", "ssm")
+
+# Importing the modules registers their operations.
+from . import document_ops, nodes, sessions  # noqa: E402
+
+__all__ = ["document_ops", "nodes", "sessions", "ssm"]

@@ -1,0 +1,212 @@
+"""Sessions over the API: StartSession, ResumeSession, TerminateSession, DescribeSessions."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from ...aws import arns
+from .. import documents as docs
+from .. import tokens
+from .. import validation as v
+from ..state import Call
+from ..storage.models import ManagedInstance, Session
+from . import ssm
+from .document_ops import NAME_PATTERN, load_document
+from .errors import DoesNotExistException, InvalidFilter, InvalidFilterKey, TargetNotConnected
+from .nodes import is_online
+
+ACTIVE = ("Connecting", "Connected", "Disconnected", "Terminating")
+HISTORY = ("Terminated", "Failed")
+MAX_SESSION_ID = 96
+
+
+def new_session_id(principal_name: str) -> str:
+    suffix = secrets.token_hex(9)[:17]
+    return f"{principal_name[: MAX_SESSION_ID - len(suffix) - 1]}-{suffix}"
+
+
+def stream_url(call: Call, session_id: str) -> str:
+    base = call.base_url
+    ws = "wss" + base[len("https") :] if base.startswith("https") else "ws" + base[len("http") :]
+    return f"{ws}/v1/data-channel/{session_id}?role=publish_subscribe"
+
+
+def _hooks(call: Call) -> Any:
+    return call.state.extensions.get("sessions")
+
+
+@ssm.operation("StartSession")
+async def start_session(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    target = v.string(params, "Target", required=True, min_len=1, max_len=400) or ""
+    document_name = (
+        v.string(params, "DocumentName", pattern=NAME_PATTERN) or docs.DEFAULT_SESSION_DOCUMENT
+    )
+    reason = v.string(params, "Reason", min_len=1, max_len=256, pattern=r"^.{1,256}$")
+    supplied = v.string_list_map(params, "Parameters")
+    async with call.state.db() as db:
+        document = await load_document(db, document_name)
+        node = await db.get(ManagedInstance, target)
+    tags = node.tags if node is not None else {}
+    principal = await call.authorize(
+        "ssm:StartSession",
+        call.instance_arn(target),
+        {f"ssm:resourceTag/{k}": str(val) for k, val in tags.items()},
+    )
+    await call.authorize("ssm:StartSession", document.arn(call))
+    values = docs.resolve_parameters(document.parsed, supplied)
+    if not is_online(call, node):
+        raise TargetNotConnected(f"{target} is not connected.")
+    preferences = docs.session_preferences(document.parsed)
+    session_id = new_session_id(principal.name)
+    async with call.state.db() as db, db.begin():
+        db.add(
+            Session(
+                session_id=session_id,
+                target=target,
+                document_name=document.name,
+                owner=principal.arn,
+                reason=reason,
+                status="Connecting",
+                start_date=call.now,
+                parameters={k: list(val) for k, val in supplied.items()},
+                details="",
+                max_session_duration=str(preferences.max_duration_minutes or ""),
+            )
+        )
+        token = await tokens.issue(
+            db, session_id, "client", call.now, call.state.config.token_lifetime
+        )
+    hooks = _hooks(call)
+    if hooks is not None:
+        await hooks.start(call, session_id, target, document, values, principal)
+    return {"SessionId": session_id, "TokenValue": token, "StreamUrl": stream_url(call, session_id)}
+
+
+async def _session_for(call: Call, session_id: str, action: str) -> Session:
+    await call.authorize(action, arns.session(call.region, call.account, session_id))
+    async with call.state.db() as db:
+        row = await db.get(Session, session_id)
+    if row is None:
+        raise DoesNotExistException(f"Session {session_id} does not exist.")
+    return row
+
+
+@ssm.operation("ResumeSession")
+async def resume_session(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    session_id = v.string(params, "SessionId", required=True, min_len=1, max_len=96) or ""
+    row = await _session_for(call, session_id, "ssm:ResumeSession")
+    if row.status in HISTORY:
+        # The reference plugin reads an empty token as "the session timed out".
+        return {"SessionId": session_id}
+    async with call.state.db() as db, db.begin():
+        token = await tokens.issue(
+            db, session_id, "client", call.now, call.state.config.token_lifetime
+        )
+    return {"SessionId": session_id, "TokenValue": token, "StreamUrl": stream_url(call, session_id)}
+
+
+async def finish_session(
+    call_state: Any, session_id: str, status: str, now: datetime, details: str = ""
+) -> bool:
+    """Move a session into history; false if it already was."""
+    async with call_state.db() as db, db.begin():
+        row = await db.get(Session, session_id)
+        if row is None or row.status in HISTORY:
+            return False
+        row.status = status
+        row.end_date = now
+        if details:
+            row.details = details[:1024]
+    return True
+
+
+@ssm.operation("TerminateSession")
+async def terminate_session(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    session_id = v.string(params, "SessionId", required=True, min_len=1, max_len=96) or ""
+    await _session_for(call, session_id, "ssm:TerminateSession")
+    if await finish_session(call.state, session_id, "Terminated", call.now):
+        hooks = _hooks(call)
+        if hooks is not None:
+            await hooks.terminate(session_id, "")
+    return {"SessionId": session_id}
+
+
+SESSION_FILTERS = ("InvokedAfter", "InvokedBefore", "Target", "Owner", "Status", "SessionId")
+
+
+def _session_filter(key: str, value: str) -> Any:
+    if key not in SESSION_FILTERS:
+        raise InvalidFilterKey(f"The filter key {key} is not valid.")
+    if key in ("InvokedAfter", "InvokedBefore"):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidFilter(f"{key} needs a timestamp such as 2024-08-29T00:00:00Z") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        if key == "InvokedAfter":
+            return lambda s: s.start_date >= moment
+        return lambda s: s.start_date <= moment
+    column = {
+        "Target": "target",
+        "Owner": "owner",
+        "Status": "status",
+        "SessionId": "session_id",
+    }[key]
+    return lambda s: getattr(s, column) == value
+
+
+def _session_view(row: Session) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "SessionId": row.session_id,
+        "Target": row.target,
+        "Status": row.status,
+        "StartDate": row.start_date,
+        "DocumentName": row.document_name,
+        "Owner": row.owner,
+        "Details": row.details,
+        "OutputUrl": {},
+    }
+    if row.end_date is not None:
+        view["EndDate"] = row.end_date
+    if row.reason:
+        view["Reason"] = row.reason
+    if row.max_session_duration:
+        view["MaxSessionDuration"] = row.max_session_duration
+    return view
+
+
+@ssm.operation("DescribeSessions")
+async def describe_sessions(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    state_name = v.string(params, "State", required=True, choices=["Active", "History"])
+    max_results = v.integer(params, "MaxResults", minimum=1, maximum=200, default=20) or 20
+    token = v.string(params, "NextToken")
+    principal = await call.authorize("ssm:DescribeSessions", "*")
+    checks = []
+    for item in v.obj_list(params, "Filters", max_items=6):
+        key = v.string(item, "key", required=True) or ""
+        value = v.string(item, "value", required=True, min_len=1, max_len=400) or ""
+        if key == "Owner" and value == "Self":
+            value = principal.arn
+        checks.append(_session_filter(key, value))
+    statuses = ACTIVE if state_name == "Active" else HISTORY
+    async with call.state.db() as db:
+        rows = list(await db.scalars(select(Session).where(Session.status.in_(statuses))))
+    rows = [r for r in rows if all(check(r) for check in checks)]
+    # Newest first, as the console shows them; the session id breaks ties.
+    rows.sort(key=lambda r: (-r.start_date.timestamp(), r.session_id))
+    page, next_token = call.state.paginator.page(
+        "DescribeSessions",
+        rows,
+        lambda r: [-r.start_date.timestamp(), r.session_id],
+        max_results,
+        token,
+    )
+    result: dict[str, Any] = {"Sessions": [_session_view(r) for r in page]}
+    if next_token:
+        result["NextToken"] = next_token
+    return result

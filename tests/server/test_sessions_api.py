@@ -1,0 +1,183 @@
+"""StartSession, ResumeSession, TerminateSession and DescribeSessions through boto3."""
+
+import json
+import re
+import time
+
+import pytest
+
+from hatchway.protocol import MessageType
+
+LONG = "x" * 257
+
+
+def test_start_session_follows_the_reference(server, ssm, node):
+    response = ssm.start_session(Target=node.instance_id, Reason="debugging the disk")
+    session_id = response["SessionId"]
+    assert re.fullmatch(r"admin-[0-9a-f]{17}", session_id)
+    assert len(session_id) <= 96
+    host = server.url.removeprefix("http://")
+    assert response["StreamUrl"] == (
+        f"ws://{host}/v1/data-channel/{session_id}?role=publish_subscribe"
+    )
+    assert 0 < len(response["TokenValue"]) <= 300
+    # The agent is told over its control channel.
+    message = node.wait_for(lambda m: m.message_type == MessageType.INTERACTIVE_SHELL)
+    payload = json.loads(message.payload)
+    task = json.loads(payload["Content"])
+    assert payload["TaskId"] == task["SessionId"] == session_id
+    assert task["DocumentName"] == "SSM-SessionManagerRunShell"
+    assert task["DocumentContent"]["sessionType"] == "Standard_Stream"
+    assert task["SessionOwner"].endswith(":user/admin")
+    # The reason is kept and shown.
+    (listed,) = ssm.describe_sessions(State="Active")["Sessions"]
+    assert listed["SessionId"] == session_id
+    assert listed["Reason"] == "debugging the disk"
+    assert listed["Target"] == node.instance_id
+    assert listed["Status"] == "Connecting"
+
+
+def test_parameters_are_typed_for_the_agent(ssm, node):
+    ssm.start_session(
+        Target=node.instance_id,
+        DocumentName="AWS-StartPortForwardingSession",
+        Parameters={"portNumber": ["22"], "localPortNumber": ["0"]},
+    )
+    message = node.wait_for(lambda m: m.message_type == MessageType.INTERACTIVE_SHELL)
+    task = json.loads(json.loads(message.payload)["Content"])
+    assert task["DocumentContent"]["properties"] == {
+        "portNumber": "22",
+        "localPortNumber": "0",
+        "type": "LocalPortForwarding",
+    }
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "code"),
+    [
+        ({"Target": ""}, "ValidationException"),
+        ({"Target": "x" * 401}, "ValidationException"),
+        ({"Target": "mi-0123456789abcdef0", "DocumentName": "no"}, "ValidationException"),
+        ({"Target": "mi-0123456789abcdef0", "DocumentName": "bad name!"}, "ValidationException"),
+        ({"Target": "mi-0123456789abcdef0", "Reason": LONG}, "ValidationException"),
+        (
+            {"Target": "mi-0123456789abcdef0", "Parameters": {"k" * 256: ["v"]}},
+            "ValidationException",
+        ),
+        ({"Target": "mi-0123456789abcdef0", "Parameters": {"k": [""]}}, "ValidationException"),
+        ({"Target": "mi-0123456789abcdef0", "DocumentName": "Nope-Doc"}, "InvalidDocument"),
+        ({"Target": "mi-0123456789abcdef0"}, "TargetNotConnected"),
+    ],
+)
+def test_start_session_errors(ssm, kwargs, code):
+    with pytest.raises(ssm.exceptions.ClientError) as info:
+        ssm.start_session(**kwargs)
+    assert info.value.response["Error"]["Code"] == code
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_empty_reason_is_invalid(server):
+    # botocore validates min length itself, so send the raw request.
+    from tests.server.test_api_basics import raw_post
+
+    status, _, body = raw_post(
+        server, b'{"Target":"mi-0123456789abcdef0","Reason":""}', "AmazonSSM.StartSession"
+    )
+    assert status == 400 and json.loads(body)["__type"] == "ValidationException"
+
+
+def test_parameter_errors(ssm, node):
+    with pytest.raises(ssm.exceptions.ClientError) as info:
+        ssm.start_session(
+            Target=node.instance_id,
+            DocumentName="AWS-StartPortForwardingSession",
+            Parameters={"portNumber": ["not-a-port"]},
+        )
+    assert info.value.response["Error"]["Code"] == "InvalidParameters"
+
+
+def test_terminate_and_history(ssm, node):
+    session_id = ssm.start_session(Target=node.instance_id)["SessionId"]
+    assert ssm.terminate_session(SessionId=session_id)["SessionId"] == session_id
+    closed = node.wait_for(lambda m: m.message_type == MessageType.CHANNEL_CLOSED)
+    assert json.loads(closed.payload)["SessionId"] == session_id
+    assert ssm.describe_sessions(State="Active")["Sessions"] == []
+    (done,) = ssm.describe_sessions(State="History")["Sessions"]
+    assert done["Status"] == "Terminated" and "EndDate" in done
+    # Terminating twice is harmless; resuming a finished session gives no token.
+    ssm.terminate_session(SessionId=session_id)
+    resumed = ssm.resume_session(SessionId=session_id)
+    assert resumed.get("TokenValue") is None
+
+
+def test_resume_gives_a_fresh_token(ssm, node):
+    started = ssm.start_session(Target=node.instance_id)
+    resumed = ssm.resume_session(SessionId=started["SessionId"])
+    assert resumed["TokenValue"] and resumed["TokenValue"] != started["TokenValue"]
+    assert resumed["StreamUrl"] == started["StreamUrl"]
+    with pytest.raises(ssm.exceptions.DoesNotExistException):
+        ssm.resume_session(SessionId="admin-00000000000000000")
+
+
+def test_agent_task_complete_ends_the_session(ssm, node, loop_thread):
+    from hatchway.protocol import AgentMessage
+
+    session_id = ssm.start_session(Target=node.instance_id)["SessionId"]
+    payload = {
+        "SchemaVersion": 1,
+        "TaskId": session_id,
+        "Topic": "agent_task_complete",
+        "FinalTaskStatus": "Failed",
+        "Output": "\n----------ERROR-------\nsomething broke",
+        "InstanceId": node.instance_id,
+    }
+    message = AgentMessage(
+        message_type="agent_task_complete",
+        created_date=int(time.time() * 1000),
+        payload=json.dumps(payload).encode(),
+    )
+    assert loop_thread.run(node.channel.send(message))
+    ack = node.wait_for(lambda m: m.message_type == MessageType.AGENT_TASK_ACKNOWLEDGE)
+    assert json.loads(ack.payload)["MessageId"] == str(message.message_id)
+    for _ in range(100):
+        history = ssm.describe_sessions(State="History")["Sessions"]
+        if history:
+            break
+        time.sleep(0.05)
+    assert history[0]["Status"] == "Failed"
+    assert "something broke" in history[0]["Details"]
+
+
+def test_describe_sessions_filters_and_pages(ssm, node):
+    ids = [ssm.start_session(Target=node.instance_id)["SessionId"] for _ in range(7)]
+    seen, token = [], None
+    while True:
+        kwargs = {"State": "Active", "MaxResults": 3}
+        if token:
+            kwargs["NextToken"] = token
+        page = ssm.describe_sessions(**kwargs)
+        assert len(page["Sessions"]) <= 3
+        seen += [s["SessionId"] for s in page["Sessions"]]
+        token = page.get("NextToken")
+        if not token:
+            break
+    assert sorted(seen) == sorted(ids) and len(seen) == 7
+    only = ssm.describe_sessions(State="Active", Filters=[{"key": "SessionId", "value": ids[2]}])[
+        "Sessions"
+    ]
+    assert [s["SessionId"] for s in only] == [ids[2]]
+    mine = ssm.describe_sessions(State="Active", Filters=[{"key": "Owner", "value": "Self"}])
+    assert len(mine["Sessions"]) == 7
+    nobody = ssm.describe_sessions(
+        State="Active", Filters=[{"key": "Target", "value": "mi-00000000000000000"}]
+    )
+    assert nobody["Sessions"] == []
+    later = ssm.describe_sessions(
+        State="Active", Filters=[{"key": "InvokedAfter", "value": "2999-01-01T00:00:00Z"}]
+    )
+    assert later["Sessions"] == []
+
+
+def test_get_connection_status(ssm, node):
+    assert ssm.get_connection_status(Target=node.instance_id)["Status"] == "connected"
+    assert ssm.get_connection_status(Target="mi-00000000000000000")["Status"] == "notconnected"
