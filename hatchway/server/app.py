@@ -18,6 +18,7 @@ from .config import ServerConfig
 from .keystore import Keystore
 from .mgs import gateway_for
 from .pagination import Paginator
+from .relay import Relay
 from .session_runtime import SessionRuntime
 from .state import Call, ServerState
 from .storage.db import database_url, make_engine, migrate, session_factory
@@ -155,9 +156,14 @@ def create_app(config: ServerConfig) -> web.Application:
         state = app[STATE]
         state.extensions["created_credentials"] = settings.get("created_credentials")
         async with gateway_for(state) as gateway:
+            relay = Relay(state)
             state.extensions["control"] = gateway
-            state.extensions["sessions"] = SessionRuntime(state, gateway)
-            yield
+            state.extensions["relay"] = relay
+            state.extensions["sessions"] = SessionRuntime(state, gateway, relay)
+            try:
+                yield
+            finally:
+                await relay.close_all()
         await engine.dispose()
 
     app.cleanup_ctx.append(resources)
@@ -170,6 +176,14 @@ def create_app(config: ServerConfig) -> web.Application:
             return await gateway.create_control_channel(request)
         return await gateway.control_channel(request)
 
+    async def data(request: web.Request) -> web.StreamResponse:
+        relay = request.app[STATE].extensions["relay"]
+        if request.method == "POST":
+            return await relay.create_data_channel(request)
+        return await relay.data_channel(request)
+
     app.router.add_route("POST", "/v1/control-channel/{instance_id}", control)
     app.router.add_route("GET", "/v1/control-channel/{instance_id}", control)
+    app.router.add_route("POST", "/v1/data-channel/{session_id}", data)
+    app.router.add_route("GET", "/v1/data-channel/{session_id}", data)
     return app

@@ -26,6 +26,8 @@ class ServerConfig:
     # A node whose control channel has been silent this long is shown as ConnectionLost.
     ping_timeout: timedelta = timedelta(minutes=3)
     max_body_bytes: int = 1024 * 1024
+    # Seconds in a "minute" of idleSessionTimeout and maxSessionDuration; tests shrink it.
+    preference_minute: float = 60.0
 
     @property
     def tls(self) -> bool:

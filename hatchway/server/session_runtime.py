@@ -11,6 +11,7 @@ from ..protocol import AgentMessage, ChannelClosed, Flags, MessageType
 from . import documents as docs
 from .iam.principals import Principal
 from .mgs import MessageGateway, interactive_shell_message, millis, now_utc
+from .relay import Relay
 from .ssm.document_ops import LoadedDocument
 from .ssm.errors import TargetNotConnected
 from .ssm.sessions import finish_session
@@ -21,10 +22,12 @@ log = logging.getLogger("hatchway.server.sessions")
 
 
 class SessionRuntime:
-    def __init__(self, state: ServerState, gateway: MessageGateway) -> None:
+    def __init__(self, state: ServerState, gateway: MessageGateway, relay: Relay) -> None:
         self.state = state
         self.gateway = gateway
+        self.relay = relay
         gateway.task_complete_handlers.append(self.on_task_complete)
+        relay.on_expired.append(self.on_expired)
 
     async def start(
         self,
@@ -43,6 +46,10 @@ class SessionRuntime:
         if not await self.gateway.send(target, message):
             await finish_session(self.state, session_id, "Failed", call.now, "target not connected")
             raise TargetNotConnected(f"{target} is not connected.")
+        preferences = docs.session_preferences(content)
+        self.relay.set_limits(
+            session_id, preferences.idle_timeout_minutes, preferences.max_duration_minutes
+        )
         log.info(
             "session started",
             extra={"session_id": session_id, "target": target, "document": document.name},
@@ -69,11 +76,18 @@ class SessionRuntime:
                 payload=closed.to_json(),
             ),
         )
+        await self.relay.close_session(session_id, reason)
         log.info("session terminated", extra={"session_id": session_id, "target": row.target})
+
+    async def on_expired(self, session_id: str, reason: str) -> None:
+        """The idle timeout or the maximum duration ended the session."""
+        if await finish_session(self.state, session_id, "Terminated", now_utc(), reason):
+            await self.terminate(session_id, reason)
 
     async def on_task_complete(self, session_id: str, status: str, output: str) -> None:
         final = "Terminated" if status == "Success" else "Failed"
         await finish_session(self.state, session_id, final, now_utc(), output)
+        await self.relay.close_session(session_id, output)
         log.info(
             "session complete",
             extra={"session_id": session_id, "status": status, "output": json.dumps(output)[:200]},

@@ -1042,3 +1042,20 @@ def test_resolving_gives_typed_values_or_invalid_parameters(
     assert set(values) == set(document.get("parameters", {}))
     assert all(isinstance(value, str) for value in values.values())
     session_preferences(substitute(document, values))
+
+
+@given(
+    near_documents,
+    st.dictionaries(
+        st.sampled_from(["portNumber", "command"]), st.lists(st.text(max_size=10), max_size=3)
+    ),
+)
+def test_accepted_documents_start_or_give_aws_errors(
+    document: dict[str, Any], supplied: dict[str, list[str]]
+) -> None:
+    try:
+        parsed = parse_session_document(json.dumps(document))
+        session_preferences(start(parsed, supplied))
+        describe_parameters(parsed)
+    except AwsError:
+        pass

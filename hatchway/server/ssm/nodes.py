@@ -203,7 +203,12 @@ async def register_managed_instance(call: Call, params: dict[str, Any]) -> dict[
         key_id, secret = await create_access_key(
             db, call.state.keystore, "node", instance_id, call.now
         )
-    return {"InstanceId": instance_id, "AccessKeyId": key_id, "SecretAccessKey": secret}
+    return {
+        "InstanceId": instance_id,
+        "AccessKeyId": key_id,
+        "SecretAccessKey": secret,
+        "Region": call.region,
+    }
 
 
 @ssm.operation("DeregisterManagedInstance")

@@ -60,7 +60,7 @@ async def start_session(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     values = docs.resolve_parameters(document.parsed, supplied)
     if not is_online(call, node):
         raise TargetNotConnected(f"{target} is not connected.")
-    preferences = docs.session_preferences(document.parsed)
+    preferences = docs.session_preferences(docs.substitute(document.parsed, values))
     session_id = new_session_id(principal.name)
     async with call.state.db() as db, db.begin():
         db.add(

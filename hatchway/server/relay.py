@@ -1,0 +1,326 @@
+"""The data-channel relay: pairs a session's client WebSocket with its agent WebSocket and
+passes frames between them untouched (so end-to-end encryption stays end to end).
+
+Each side proves itself with a single-use token in its first text frame; the agent side
+must also sign its upgrade as the session's target node. Nothing is relayed before the
+token checks out. Frames for a side that is not connected yet (or is reconnecting) wait in
+a small bounded queue; past the bound they are dropped, and the reliable layer at the ends
+retransmits them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiohttp import WSMsgType, web
+
+from ..aws.errors import AccessDeniedException, AwsError
+from ..protocol import (
+    AgentMessage,
+    ChannelClosed,
+    Flags,
+    MessageType,
+    OpenDataChannel,
+    ProtocolError,
+)
+from . import tokens
+from .auth import authenticate
+from .iam.principals import PrincipalKind
+from .mgs import SIGNING_NAME, token_response, xml_error
+from .state import ServerState
+from .storage.models import Session
+
+log = logging.getLogger("hatchway.server.relay")
+
+PENDING_FRAMES = 256
+PENDING_BYTES = 4 * 1024 * 1024
+OPEN_TIMEOUT = 30.0
+MAX_FRAME = 4 * 1024 * 1024
+ACTIVE = ("Connecting", "Connected", "Disconnected")
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def set_nodelay(request: web.Request) -> None:
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+@dataclass
+class Side:
+    """One end of a session: its socket (when connected) and what waits for it."""
+
+    name: str  # "client" or "agent"
+    ws: web.WebSocketResponse | None = None
+    pending: deque[bytes] = field(default_factory=deque)
+    pending_bytes: int = 0
+    dropped: int = 0
+
+    def queue(self, frame: bytes) -> None:
+        if len(self.pending) >= PENDING_FRAMES or self.pending_bytes + len(frame) > PENDING_BYTES:
+            self.dropped += 1  # the sender's retransmission will bring it again
+            return
+        self.pending.append(frame)
+        self.pending_bytes += len(frame)
+
+
+IDLE_MESSAGE = "Your session timed out due to inactivity and has been terminated."
+MAX_DURATION_MESSAGE = "Your session has reached its maximum duration and has been terminated."
+
+
+@dataclass
+class Limits:
+    """The document's idleSessionTimeout and maxSessionDuration, in seconds."""
+
+    idle: float | None
+    max_duration: float | None
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Pairing:
+    session_id: str
+    target: str
+    last_activity: float = field(default_factory=time.monotonic)
+    client: Side = field(default_factory=lambda: Side("client"))
+    agent: Side = field(default_factory=lambda: Side("agent"))
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    closed: bool = False
+
+    def side(self, role: str) -> Side:
+        return self.client if role == "client" else self.agent
+
+    def peer(self, role: str) -> Side:
+        return self.agent if role == "client" else self.client
+
+
+class Relay:
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.pairings: dict[str, Pairing] = {}
+        self.limits: dict[str, Limits] = {}
+        self.on_expired: list[Callable[[str, str], Awaitable[None]]] = []
+        self._watchdog: asyncio.Task[None] | None = None
+
+    def set_limits(
+        self, session_id: str, idle_minutes: int | None, max_minutes: int | None
+    ) -> None:
+        minute = self.state.config.preference_minute
+        self.limits[session_id] = Limits(
+            idle_minutes * minute if idle_minutes else None,
+            max_minutes * minute if max_minutes else None,
+        )
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.create_task(self._enforce_limits())
+
+    async def _enforce_limits(self) -> None:
+        """End sessions that idled or ran past their limit, as the service does (agent.md §4.6)."""
+        while self.limits:
+            step = min(
+                [1.0]
+                + [lim.idle / 4 for lim in self.limits.values() if lim.idle]
+                + [lim.max_duration / 4 for lim in self.limits.values() if lim.max_duration]
+            )
+            await asyncio.sleep(step)
+            moment = time.monotonic()
+            for session_id, limit in list(self.limits.items()):
+                pairing = self.pairings.get(session_id)
+                last = pairing.last_activity if pairing else limit.started
+                reason = None
+                if limit.max_duration and moment - limit.started >= limit.max_duration:
+                    reason = MAX_DURATION_MESSAGE
+                elif limit.idle and moment - max(last, limit.started) >= limit.idle:
+                    reason = IDLE_MESSAGE
+                if reason is not None:
+                    self.limits.pop(session_id, None)
+                    log.info(
+                        "session limit reached", extra={"session_id": session_id, "reason": reason}
+                    )
+                    for handler in self.on_expired:
+                        await handler(session_id, reason)
+
+    # --- REST: the agent asks for its data-channel token ----------------------------------
+
+    async def create_data_channel(self, request: web.Request) -> web.Response:
+        session_id = request.match_info["session_id"]
+        body = await request.content.read(64 * 1024)
+        try:
+            session = await self._session_for_agent(request, body, session_id)
+            async with self.state.db() as db, db.begin():
+                token = await tokens.issue(
+                    db, session.session_id, "agent", now_utc(), self.state.config.token_lifetime
+                )
+        except AwsError as error:
+            return xml_error(error)
+        return token_response(token)
+
+    async def _session_for_agent(
+        self, request: web.Request, body: bytes, session_id: str
+    ) -> Session:
+        principal = await authenticate(self.state, request, body, SIGNING_NAME, now_utc())
+        async with self.state.db() as db:
+            session = await db.get(Session, session_id)
+        if (
+            principal.kind is not PrincipalKind.NODE
+            or session is None
+            or session.target != principal.name
+        ):
+            raise AccessDeniedException(
+                f"User: {principal.arn} is not authorized to perform: "
+                f"ssmmessages:OpenDataChannel on resource: {session_id}"
+            )
+        if session.status not in ACTIVE:
+            raise AccessDeniedException(f"Session {session_id} is already terminated")
+        return session
+
+    # --- the WebSocket ------------------------------------------------------------------
+
+    async def data_channel(self, request: web.Request) -> web.StreamResponse:
+        session_id = request.match_info["session_id"]
+        signed_by_node = None
+        if "Authorization" in request.headers:
+            # Agents always sign the upgrade; some clients do too (as ssmmessages).
+            try:
+                principal = await authenticate(self.state, request, b"", SIGNING_NAME, now_utc())
+            except AwsError as error:
+                return xml_error(error)
+            if principal.kind is PrincipalKind.NODE:
+                signed_by_node = principal.name
+        set_nodelay(request)
+        ws = web.WebSocketResponse(heartbeat=None, max_msg_size=MAX_FRAME, compress=False)
+        await ws.prepare(request)
+        role = await self._admit(ws, session_id, signed_by_node)
+        if role is None:
+            return ws
+        await self._serve(ws, session_id, role)
+        return ws
+
+    async def _admit(
+        self, ws: web.WebSocketResponse, session_id: str, signed_by_node: str | None
+    ) -> str | None:
+        """Read the opening text frame and redeem its token; the role it was issued for."""
+        try:
+            first = await ws.receive(timeout=OPEN_TIMEOUT)
+            if first.type != WSMsgType.TEXT:
+                raise ProtocolError("the first frame must be the OpenDataChannel text message")
+            opening = OpenDataChannel.from_json(first.data)
+        except (ProtocolError, TimeoutError) as exc:
+            log.warning(
+                "data channel refused",
+                extra={"session_id": session_id, "reason": str(exc) or "timeout"},
+            )
+            await ws.close(message=b"expected OpenDataChannel")
+            return None
+        role = "agent" if opening.client_instance_id else "client"
+        async with self.state.db() as db, db.begin():
+            session = await db.get(Session, session_id)
+            valid = (
+                session is not None
+                and session.status in ACTIVE
+                and (role == "client" or signed_by_node == session.target)
+                and await tokens.redeem(db, opening.token, session_id, role, now_utc())
+            )
+        if not valid or session is None:
+            log.warning(
+                "data channel token refused", extra={"session_id": session_id, "role": role}
+            )
+            await ws.close(message=b"the token is not valid for this session")
+            return None
+        pairing = self.pairings.get(session_id)
+        if pairing is None:
+            pairing = self.pairings[session_id] = Pairing(session_id, session.target)
+        return role
+
+    async def _serve(self, ws: web.WebSocketResponse, session_id: str, role: str) -> None:
+        pairing = self.pairings[session_id]
+        side = pairing.side(role)
+        async with pairing.lock:
+            previous, side.ws = side.ws, ws
+            waiting = list(side.pending)
+            side.pending.clear()
+            side.pending_bytes = 0
+        if previous is not None:
+            await previous.close(message=b"replaced by a newer connection")
+        for frame in waiting:
+            await ws.send_bytes(frame)
+        if pairing.client.ws is not None and pairing.agent.ws is not None:
+            await self._set_status(session_id, "Connected")
+        log.info(
+            "data channel open",
+            extra={"session_id": session_id, "target": pairing.target, "role": role},
+        )
+        try:
+            async for frame in ws:
+                if frame.type == WSMsgType.BINARY:
+                    await self._forward(pairing, role, frame.data)
+                elif frame.type == WSMsgType.ERROR:
+                    break
+        finally:
+            if side.ws is ws:
+                side.ws = None
+            log.info("data channel closed", extra={"session_id": session_id, "role": role})
+
+    async def _forward(self, pairing: Pairing, role: str, frame: bytes) -> None:
+        pairing.last_activity = time.monotonic()
+        peer = pairing.peer(role)
+        target = peer.ws
+        if target is None or target.closed:
+            peer.queue(frame)
+            return
+        try:
+            await target.send_bytes(frame)  # waits while the peer's socket is full
+        except (ConnectionError, RuntimeError):
+            peer.queue(frame)
+
+    async def _set_status(self, session_id: str, status: str) -> None:
+        async with self.state.db() as db, db.begin():
+            row = await db.get(Session, session_id)
+            if row is not None and row.status in ACTIVE:
+                row.status = status
+
+    # --- ending -------------------------------------------------------------------------
+
+    async def close_session(self, session_id: str, output: str) -> None:
+        """Tell the client the session is over (with the agent's output), then hang up."""
+        self.limits.pop(session_id, None)
+        pairing = self.pairings.pop(session_id, None)
+        if pairing is None:
+            return
+        pairing.closed = True
+        closed = ChannelClosed(
+            session_id=session_id,
+            message_id=uuid.uuid4(),
+            created_date=now_utc().isoformat(),
+            destination_id=pairing.target,
+            output=output,
+        )
+        message = AgentMessage(
+            message_type=MessageType.CHANNEL_CLOSED,
+            created_date=int(now_utc().timestamp() * 1000),
+            flags=Flags.ACK,
+            payload=closed.to_json(),
+        ).encode()
+        for side in (pairing.client, pairing.agent):
+            if side.ws is not None and not side.ws.closed:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await side.ws.send_bytes(message)
+                    await side.ws.close()
+
+    async def close_all(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        for session_id in list(self.pairings):
+            await self.close_session(session_id, "The server is shutting down.")

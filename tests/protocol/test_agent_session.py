@@ -1,0 +1,224 @@
+import json
+
+from hatchway.protocol import (
+    HandshakeRequest,
+    HandshakeResponse,
+    PayloadType,
+    PortFlag,
+    ProcessedClientAction,
+    Role,
+    SessionCipher,
+)
+from hatchway.protocol.agent_session import (
+    EXIT_CODE_ACTION,
+    AgentSession,
+    InputReceived,
+    KmsDecryptNeeded,
+    ResizeRequested,
+    SessionFailed,
+    SessionReady,
+    State,
+)
+from hatchway.protocol.payloads import EncChallengeRequest, EncChallengeResponse, HandshakeComplete
+from hatchway.protocol.stream import DataChannel, StreamData
+
+T0 = 1_700_000_000.0
+KEY = bytes(range(64))
+
+
+def events(thing):
+    out = []
+    while (e := thing.next_event()) is not None:
+        out.append(e)
+    return out
+
+
+def exchange(agent, client, now=T0):
+    """Deliver everything in flight both ways until quiet; returns the client's stream data."""
+    got = []
+    for _ in range(20):
+        moved = False
+        for frame in agent.data_to_send():
+            client.receive(frame, now=now)
+            moved = True
+        got += [e for e in events(client) if isinstance(e, StreamData)]
+        for frame in client.data_to_send():
+            agent.receive(frame, now)
+            moved = True
+        if not moved:
+            break
+    return got
+
+
+def respond(client, actions, version="1.2.650.0", now=T0):
+    response = HandshakeResponse(version, tuple(actions))
+    client.send(response.to_json(), PayloadType.HANDSHAKE_RESPONSE, now=now)
+
+
+def new_agent(**kwargs):
+    defaults = dict(
+        session_id="admin-1",
+        target="mi-0123456789abcdef0",
+        session_type="Standard_Stream",
+        agent_version="3.3.987.0",
+    )
+    return AgentSession(**(defaults | kwargs))
+
+
+def test_handshake_for_a_shell_with_exit_codes():
+    agent, client = new_agent(), DataChannel(Role.CLIENT)
+    agent.start(T0)
+    (request_event,) = exchange(agent, client)
+    assert request_event.payload_type == PayloadType.HANDSHAKE_REQUEST
+    request = HandshakeRequest.from_json(request_event.payload)
+    assert request.session_type == "Standard_Stream"
+    assert [a.action_type for a in request.actions] == ["SessionType", EXIT_CODE_ACTION]
+    respond(
+        client,
+        [ProcessedClientAction("SessionType", 1), ProcessedClientAction(EXIT_CODE_ACTION, 1)],
+    )
+    (complete,) = exchange(agent, client)
+    assert complete.payload_type == PayloadType.HANDSHAKE_COMPLETE
+    assert HandshakeComplete.from_json(complete.payload).customer_message == ""
+    assert events(agent) == [SessionReady("1.2.650.0", encrypted=False, exit_codes=True)]
+    client.send(b"ls\r", now=T0)
+    client.send(b'{"cols":100,"rows":30}', PayloadType.SIZE, now=T0)
+    exchange(agent, client)
+    assert events(agent) == [InputReceived(b"ls\r"), ResizeRequested(100, 30)]
+    agent.send_output(b"x" * 70_000, T0)
+    agent.send_exit_code(3, T0)
+    got = exchange(agent, client)
+    assert b"".join(e.payload for e in got if e.payload_type == 1) == b"x" * 70_000
+    assert [e.payload for e in got if e.payload_type == PayloadType.EXIT_CODE] == [b"EXIT_CODE: 3"]
+
+
+def test_the_reference_clients_unsupported_answer_turns_exit_codes_off():
+    agent, client = new_agent(), DataChannel(Role.CLIENT)
+    agent.start(T0)
+    exchange(agent, client)
+    respond(
+        client,
+        [
+            ProcessedClientAction("SessionType", 1),
+            ProcessedClientAction.unsupported(EXIT_CODE_ACTION),
+        ],
+        version="1.2.0.0",
+    )
+    exchange(agent, client)
+    (ready,) = events(agent)
+    assert ready == SessionReady("1.2.0.0", encrypted=False, exit_codes=False)
+    agent.send_exit_code(0, T0)
+    assert exchange(agent, client) == []
+
+
+def test_input_during_the_handshake_is_acked_and_dropped():
+    agent, client = new_agent(), DataChannel(Role.CLIENT)
+    agent.start(T0)
+    exchange(agent, client)
+    client.send(b"too early", now=T0)
+    exchange(agent, client)
+    assert events(agent) == []
+    assert client.unacked_count == 0
+
+
+def test_handshake_timeout():
+    agent = new_agent()
+    agent.start(T0)
+    assert agent.next_timeout() is not None
+    agent.tick(T0 + 16)
+    (failed,) = [e for e in events(agent) if isinstance(e, SessionFailed)]
+    assert "Handshake timed out" in failed.reason
+    assert agent.state is State.FAILED
+
+
+def test_a_failed_session_type_action_fails_the_session():
+    agent, client = (
+        new_agent(session_type="Port", properties={"portNumber": "22"}),
+        DataChannel(Role.CLIENT),
+    )
+    agent.start(T0)
+    (request,) = exchange(agent, client)
+    assert HandshakeRequest.from_json(request.payload).session_properties == {"portNumber": "22"}
+    respond(client, [ProcessedClientAction("SessionType", 2, None, "Unknown session type Port")])
+    exchange(agent, client)
+    (failed,) = events(agent)
+    assert failed.reason.endswith(
+        "SessionType failed on client with status 2 error: Unknown session type Port"
+    )
+
+
+def test_kms_handshake_with_challenge():
+    agent = new_agent(kms_key_id="alias/sessions")
+    client = DataChannel(Role.CLIENT)
+    agent.start(T0)
+    (request,) = exchange(agent, client)
+    assert HandshakeRequest.from_json(request.payload).kms_key_id == "alias/sessions"
+    respond(
+        client,
+        [
+            ProcessedClientAction("SessionType", 1),
+            ProcessedClientAction(
+                "KMSEncryption", 1, {"KMSCipherTextKey": "AQID", "ChallengeAcknowledgement": True}
+            ),
+            ProcessedClientAction(EXIT_CODE_ACTION, 1),
+        ],
+    )
+    exchange(agent, client)
+    (need,) = events(agent)
+    assert isinstance(need, KmsDecryptNeeded) and need.ciphertext == b"\x01\x02\x03"
+    assert need.encryption_context["aws:ssm:SessionId"] == "admin-1"
+    assert need.encryption_context["aws:ssm:TargetId"] == "mi-0123456789abcdef0"
+    assert "aws:ssm:RandomChallenge" in need.encryption_context
+    agent.provide_data_key(KEY, T0)
+    (challenge,) = exchange(agent, client)
+    client_cipher = SessionCipher(KEY, Role.CLIENT)
+    answer = client_cipher.answer_challenge(
+        EncChallengeRequest.from_json(challenge.payload).challenge
+    )
+    client.set_cipher(client_cipher)
+    client.send(EncChallengeResponse(answer).to_json(), PayloadType.ENC_CHALLENGE_RESPONSE, now=T0)
+    (complete,) = exchange(agent, client)
+    assert (
+        json.loads(complete.payload)["CustomerMessage"]
+        == "This session is encrypted using AWS KMS."
+    )
+    assert events(agent) == [SessionReady("1.2.650.0", encrypted=True, exit_codes=True)]
+    agent.send_output(b"secret", T0)
+    (out,) = exchange(agent, client)
+    assert out.payload == b"secret"  # the client channel decrypted it
+
+
+def test_a_wrong_challenge_answer_fails():
+    agent, client = new_agent(kms_key_id="k"), DataChannel(Role.CLIENT)
+    agent.start(T0)
+    exchange(agent, client)
+    respond(
+        client,
+        [
+            ProcessedClientAction("SessionType", 1),
+            ProcessedClientAction("KMSEncryption", 1, {"KMSCipherTextKey": "AQID"}),
+        ],
+    )
+    exchange(agent, client)
+    events(agent)
+    agent.provide_data_key(KEY, T0)
+    exchange(agent, client)
+    client.send(
+        EncChallengeResponse(b"\x00" * 92).to_json(), PayloadType.ENC_CHALLENGE_RESPONSE, now=T0
+    )
+    exchange(agent, client)
+    (failed,) = events(agent)
+    assert failed.reason.endswith("Encryption challenge does not match!")
+
+
+def test_terminate_flag_reaches_the_agent():
+    agent, client = new_agent(), DataChannel(Role.CLIENT)
+    agent.start(T0)
+    exchange(agent, client)
+    respond(client, [ProcessedClientAction("SessionType", 1)])
+    exchange(agent, client)
+    events(agent)
+    client.send(PortFlag.TERMINATE_SESSION.to_bytes_payload(), PayloadType.FLAG, now=T0)
+    exchange(agent, client)
+    (flag,) = events(agent)
+    assert flag.flag is PortFlag.TERMINATE_SESSION
