@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import click
@@ -67,9 +69,139 @@ def server(
     asyncio.run(serve(config, lambda app, url: click.echo(describe_start(app, url), err=False)))
 
 
+@main.group()
+def agent() -> None:
+    """The agent that runs on each managed node."""
+
+
+@agent.command("register")
+@click.option("--server", "server_url", required=True, help="The Hatchway server's URL.")
+@click.option("--activation-id", required=True)
+@click.option("--activation-code", required=True)
+@click.option(
+    "--home", default="/var/lib/hatchway-agent", show_default=True, type=click.Path(path_type=Path)
+)
+@click.option(
+    "--region",
+    default="us-east-1",
+    show_default=True,
+    help="Only used if the server does not say its region.",
+)
+def agent_register(
+    server_url: str, activation_id: str, activation_code: str, home: Path, region: str
+) -> None:
+    """Register this machine with an activation; prints its managed-node id."""
+    from .agent.api import ServiceError
+    from .agent.register import register
+
+    try:
+        identity = asyncio.run(register(server_url, activation_id, activation_code, region))
+    except ServiceError as exc:
+        raise click.ClickException(f"registration failed: {exc}") from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach {server_url}: {exc}") from None
+    path = identity.save(home)
+    click.echo(identity.instance_id)
+    click.echo(f"Identity saved to {path}", err=True)
+
+
+@agent.command("run")
+@click.option(
+    "--home", default="/var/lib/hatchway-agent", show_default=True, type=click.Path(path_type=Path)
+)
+@click.option(
+    "--ca-bundle",
+    type=click.Path(exists=True),
+    envvar="HATCHWAY_CA_BUNDLE",
+    help="PEM bundle to trust for the server's TLS certificate.",
+)
+@click.option("--health-interval", default=300.0, show_default=True, hidden=True)
+@click.option("--log-json", is_flag=True)
+def agent_run(home: Path, ca_bundle: str | None, health_interval: float, log_json: bool) -> None:
+    """Run the agent in the foreground until SIGINT or SIGTERM."""
+    from . import logs
+    from .agent.identity import Identity, IdentityError
+    from .agent.runtime import Agent, AgentConfig
+
+    try:
+        identity = Identity.load(home)
+    except IdentityError as exc:
+        raise click.ClickException(str(exc)) from None
+    logs.setup(home / "logs", "agent", json_lines=log_json)
+    config = AgentConfig(home=home, health_interval=health_interval, ca_bundle=ca_bundle)
+    click.echo(f"Hatchway agent {identity.instance_id} connecting to {identity.server_url}")
+    asyncio.run(run_until_signalled(Agent(config, identity).run))
+
+
+async def run_until_signalled(main_fn: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run ``main_fn(stop)``; SIGINT and SIGTERM set ``stop``."""
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await main_fn(stop)
+
+
+@main.group()
+def activation() -> None:
+    """Hybrid activations: the one-time codes that register nodes."""
+
+
+@activation.command("create")
+@click.option("--iam-role", default="hatchway-node", show_default=True)
+@click.option("--registration-limit", default=1, show_default=True, type=int)
+@click.option("--expires", "expires", help="ISO 8601 time; 24 hours from now by default.")
+@click.option("--description", default="")
+@click.option("--endpoint-url")
+@click.option("--region")
+@click.option("--profile")
+def activation_create(
+    iam_role: str,
+    registration_limit: int,
+    expires: str | None,
+    description: str,
+    endpoint_url: str | None,
+    region: str | None,
+    profile: str | None,
+) -> None:
+    """Wrap CreateActivation; print ActivationId and ActivationCode."""
+    import json
+    from datetime import datetime
+
+    import botocore.exceptions
+    import botocore.session
+
+    session = botocore.session.Session(profile=profile)
+    try:
+        client = session.create_client("ssm", region_name=region, endpoint_url=endpoint_url)
+        params: dict[str, object] = {
+            "IamRole": iam_role,
+            "RegistrationLimit": registration_limit,
+            "Description": description,
+        }
+        if expires:
+            params["ExpirationDate"] = datetime.fromisoformat(expires.replace("Z", "+00:00"))
+        result = client.create_activation(**params)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--expires") from None
+    except botocore.exceptions.ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    except botocore.exceptions.BotoCoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({k: result[k] for k in ("ActivationId", "ActivationCode")}, indent=2))
+
+
 @main.command()
-@click.option("--home", default=".hatchway", show_default=True, type=click.Path())
-@click.option("--listen", default="127.0.0.1:8080", show_default=True)
-def up(home: str, listen: str) -> None:
-    """Run the server with a local agent registered to it."""
-    raise click.ClickException("not yet: the agent arrives with issue 4; use 'hatchway server'")
+@click.option("--home", default=".hatchway", show_default=True, type=click.Path(path_type=Path))
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT")
+def up(home: Path, listen: str) -> None:
+    """Run the server with a local agent registered to it. Ctrl-C stops both."""
+    from . import logs
+    from .up import run_up
+
+    host, port = parse_listen(listen)
+    home = home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    logs.setup(home / "logs", "server", json_lines=False)
+    asyncio.run(run_until_signalled(lambda stop: run_up(home, host, port, stop)))

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 IDENTITY_FILE = "identity.json"
+CREDENTIALS_FILE = "credentials"
 
 
 class IdentityError(Exception):
@@ -30,7 +31,20 @@ class Identity:
         with os.fdopen(fd, "w") as f:
             json.dump(asdict(self), f, indent=2)
         os.replace(tmp, path)
+        self.write_credentials_file(home / CREDENTIALS_FILE)
         return path
+
+    def write_credentials_file(self, path: Path) -> None:
+        """The node's key in AWS shared-credentials format, for the official agent's
+        CustomIdentity (its DEFAULT provider reads AWS_SHARED_CREDENTIALS_FILE)."""
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(
+                f"[default]\naws_access_key_id = {self.access_key_id}\n"
+                f"aws_secret_access_key = {self.secret_access_key}\n"
+            )
+        os.replace(tmp, path)
 
     @classmethod
     def load(cls, home: Path) -> Identity:

@@ -47,7 +47,7 @@ async def register(
     return Identity(
         instance_id=result["InstanceId"],
         server_url=server_url,
-        region=region,
+        region=str(result.get("Region") or region),  # the server says which region it signs for
         access_key_id=result["AccessKeyId"],
         secret_access_key=result["SecretAccessKey"],
     )

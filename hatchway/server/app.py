@@ -132,11 +132,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def create_app(config: ServerConfig) -> web.Application:
+    from .ec2messages import ec2messages
     from .ssm import ssm
 
     app = web.Application(middlewares=[request_ids], client_max_size=config.max_body_bytes + 1024)
     app[CONFIG] = config
-    app[SERVICES] = {ssm.target_prefix: ssm}
+    app[SERVICES] = {service.target_prefix: service for service in (ssm, ec2messages)}
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         config.home.mkdir(parents=True, exist_ok=True)

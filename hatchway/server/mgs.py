@@ -34,6 +34,7 @@ log = logging.getLogger("hatchway.server.mgs")
 
 SIGNING_NAME = "ssmmessages"
 HEARTBEAT_SECONDS = 30.0
+CONTROL_PING_SECONDS = 60.0
 
 
 def now_utc() -> datetime:
@@ -174,7 +175,8 @@ class MessageGateway:
             await self.node_principal(request, b"", instance_id)
         except AwsError as error:
             return xml_error(error)
-        ws = web.WebSocketResponse(heartbeat=None, max_msg_size=4 * 1024 * 1024)
+        # Pings find agents that vanished without closing TCP (power loss, partition).
+        ws = web.WebSocketResponse(heartbeat=CONTROL_PING_SECONDS, max_msg_size=4 * 1024 * 1024)
         await ws.prepare(request)
         opened = await self._open(ws, instance_id)
         if not opened:

@@ -191,8 +191,10 @@ class Relay:
     async def data_channel(self, request: web.Request) -> web.StreamResponse:
         session_id = request.match_info["session_id"]
         signed_by_node = None
-        if "Authorization" in request.headers:
+        if request.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256"):
             # Agents always sign the upgrade; some clients do too (as ssmmessages).
+            # pyssm-client sends "Authorization: Bearer <token>" instead; the token in the
+            # opening frame is what counts for clients, so that header is ignored.
             try:
                 principal = await authenticate(self.state, request, b"", SIGNING_NAME, now_utc())
             except AwsError as error:

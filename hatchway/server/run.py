@@ -61,6 +61,6 @@ def describe_start(app: web.Application, url: str) -> str:
     )
     lines.append(
         f"  export AWS_SHARED_CREDENTIALS_FILE={credentials} AWS_ENDPOINT_URL={url} "
-        f"AWS_REGION={state.region}"
+        f"AWS_DEFAULT_REGION={state.region}"
     )
     return "\n".join(lines)

@@ -1,0 +1,373 @@
+"""One session on the agent: the data channel, the handshake, and the process it serves."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiohttp
+
+from ..protocol import AgentMessage, PortFlag, ProtocolError
+from ..protocol.agent_session import (
+    AgentSession,
+    FlagReceived,
+    InputReceived,
+    KmsDecryptNeeded,
+    ResizeRequested,
+    SessionClosed,
+    SessionFailed,
+    SessionReady,
+)
+from .datachannel import open_data_channel, session_state_message
+from .identity import Identity
+from .shell import ShellError, ShellProcess, ShellSpec
+
+log = logging.getLogger("hatchway.agent.session")
+
+ERROR_BANNER = "\n----------ERROR-------\n"
+DRAIN_SECONDS = 5.0
+RECONNECT_ATTEMPTS = 5
+SHELL_TYPES = ("Standard_Stream", "InteractiveCommands", "NonInteractiveCommands")
+
+
+def now() -> float:
+    return time.time()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class SessionFailure(Exception):
+    """The session cannot run; the message is what the user sees."""
+
+
+@dataclass(frozen=True)
+class SessionTask:
+    """What ``interactive_shell`` asks for (agent.md §1.8)."""
+
+    session_id: str
+    document_name: str
+    content: dict[str, Any]
+    parameters: dict[str, Any]
+    run_as_user: str
+    owner: str
+
+    @classmethod
+    def from_message(cls, message: AgentMessage) -> SessionTask:
+        try:
+            outer = json.loads(message.payload)
+            inner = json.loads(outer["Content"])
+            content = inner["DocumentContent"]
+            if not isinstance(content, dict):
+                raise TypeError("DocumentContent is not an object")
+            if content.get("schemaVersion") != "1.0":
+                raise ValueError(
+                    f"Document with schema version {content.get('schemaVersion')} is not "
+                    "supported by this version of the agent"
+                )
+            return cls(
+                session_id=str(inner["SessionId"]),
+                document_name=str(inner.get("DocumentName", "")),
+                content=content,
+                parameters=dict(inner.get("Parameters") or {}),
+                run_as_user=str(inner.get("RunAsUser") or ""),
+                owner=str(inner.get("SessionOwner") or ""),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ProtocolError(f"interactive_shell payload is not usable: {exc}") from None
+
+    @property
+    def session_type(self) -> str:
+        return str(self.content.get("sessionType", ""))
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        inputs = self.content.get("inputs")
+        return inputs if isinstance(inputs, dict) else {}
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        props = self.content.get("properties")
+        return props if isinstance(props, dict) else {}
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+def shell_spec(task: SessionTask) -> ShellSpec:
+    """The process a shell-type session runs (agent.md §4.1-4.3)."""
+    inputs, kind = task.inputs, task.session_type
+    linux = task.properties.get("linux") if kind != "Standard_Stream" else None
+    command = None
+    elevated = False
+    if isinstance(linux, dict):
+        command = linux.get("commands")
+        if not isinstance(command, str) or not command.strip():
+            raise SessionFailure(f"Commands cannot be empty for session type {kind}")
+        elevated = _truthy(linux.get("runAsElevated"))
+    elif kind != "Standard_Stream":
+        raise SessionFailure(f"Commands cannot be empty for session type {kind}")
+    run_as = None
+    if _truthy(inputs.get("runAsEnabled")) and not elevated:
+        run_as = task.run_as_user or str(inputs.get("runAsDefaultUser") or "")
+        if not run_as:
+            raise SessionFailure("Unable to start command: please set the RunAs default user\n")
+        if os.geteuid() != 0:
+            raise SessionFailure(
+                "Unable to start command: the agent must run as root to use RunAs\n"
+            )
+    profile = inputs.get("shellProfile")
+    shell_profile = profile.get("linux", "") if isinstance(profile, dict) else ""
+    separate = isinstance(linux, dict) and _truthy(linux.get("separateOutputStream"))
+    return ShellSpec(
+        command=command,
+        interactive=kind != "NonInteractiveCommands",
+        separate_stderr=separate,
+        shell_profile=shell_profile if kind == "Standard_Stream" else "",
+        run_as=run_as,
+    )
+
+
+class ControlSender(Protocol):
+    async def report_complete(self, session_id: str, status: str, output: str) -> None: ...
+
+
+class SessionWorker:
+    """Runs one shell session from ``interactive_shell`` to ``agent_task_complete``."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        http: aiohttp.ClientSession,
+        task: SessionTask,
+        control: ControlSender,
+        agent_version: str,
+    ) -> None:
+        self.identity = identity
+        self.http = http
+        self.task = task
+        self.control = control
+        self.session = AgentSession(
+            session_id=task.session_id,
+            target=identity.instance_id,
+            session_type=task.session_type,
+            agent_version=agent_version,
+            properties=task.properties if task.session_type == "Port" else None,
+            kms_key_id=str(task.inputs.get("kmsKeyId") or "") or None,
+        )
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.shell: ShellProcess | None = None
+        self.spec: ShellSpec | None = None
+        self.size = (80, 24)
+        self.done = asyncio.Event()
+        self.outcome: tuple[str, str] = ("Success", "")
+        self.capacity = asyncio.Event()
+        self.capacity.set()
+        self.timer_changed = asyncio.Event()
+        self.send_lock = asyncio.Lock()
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.extra = {"session_id": task.session_id, "target": identity.instance_id}
+
+    # --- the whole session ------------------------------------------------------------
+
+    async def run(self) -> None:
+        status, output = "Failed", ""
+        try:
+            if self.task.session_type not in SHELL_TYPES:
+                raise SessionFailure(
+                    f"Plugin with name {self.task.session_type} is not supported by this "
+                    "version of the agent"
+                )
+            self.spec = shell_spec(self.task)
+            try:
+                self.ws = await open_data_channel(
+                    self.http, self.identity, self.task.session_id, now_ms()
+                )
+            except (aiohttp.ClientError, OSError) as exc:
+                raise SessionFailure(
+                    f"Setting up data channel with id {self.task.session_id} failed: {exc}"
+                ) from None
+            self.session.start(now())
+            await self.flush()
+            self.tasks = [
+                asyncio.create_task(self.pump_channel()),
+                asyncio.create_task(self.run_timers()),
+            ]
+            await self.done.wait()
+            status, output = self.outcome
+        except SessionFailure as exc:
+            status, output = "Failed", ERROR_BANNER + str(exc)
+        except Exception as exc:  # one session's bug must not kill the agent
+            log.exception("session crashed", extra=self.extra)
+            status, output = "Failed", ERROR_BANNER + f"Internal agent error: {exc}"
+        finally:
+            await self.cleanup()
+        log.info("session finished", extra={**self.extra, "status": status})
+        await self.control.report_complete(self.task.session_id, status, output)
+
+    async def cleanup(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.shell is not None:
+            with contextlib.suppress(Exception):
+                await self.shell.terminate()
+        if self.ws is not None:
+            await self.ws.close()
+
+    def finish(self, status: str, output: str) -> None:
+        if not self.done.is_set():
+            self.outcome = (status, output)
+            self.done.set()
+
+    # --- the channel ------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        frames = self.session.data_to_send()
+        if not frames or self.ws is None:
+            return
+        async with self.send_lock:
+            for frame in frames:
+                if self.ws.closed:
+                    return  # retransmission resends them after a reconnect
+                await self.ws.send_bytes(frame)
+        self.timer_changed.set()
+
+    async def pump_channel(self) -> None:
+        attempts = 0
+        while not self.done.is_set():
+            assert self.ws is not None
+            async for frame in self.ws:
+                if frame.type == aiohttp.WSMsgType.BINARY:
+                    attempts = 0
+                    try:
+                        self.session.receive(frame.data, now())
+                    except ProtocolError as exc:
+                        log.warning("dropped a bad frame", extra={**self.extra, "error": str(exc)})
+                        continue
+                    await self.handle_events()
+                    await self.flush()
+                    if self.session.send_capacity > 0:
+                        self.capacity.set()
+            if self.done.is_set():
+                return
+            attempts += 1
+            if attempts > RECONNECT_ATTEMPTS:
+                self.finish("Failed", ERROR_BANNER + "The data channel was lost.")
+                return
+            await asyncio.sleep(min(5.0, 0.1 * 2**attempts))
+            log.warning(
+                "data channel dropped; reopening", extra={**self.extra, "attempt": attempts}
+            )
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                self.ws = await open_data_channel(
+                    self.http, self.identity, self.task.session_id, now_ms()
+                )
+                self.session.channel.resend_unacked(now())
+                await self.flush()
+
+    async def run_timers(self) -> None:
+        while not self.done.is_set():
+            deadline = self.session.next_timeout()
+            self.timer_changed.clear()
+            timeout = None if deadline is None else max(0.0, deadline - now())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.timer_changed.wait(), timeout)
+            self.session.tick(now())
+            await self.handle_events()
+            await self.flush()
+
+    async def handle_events(self) -> None:
+        while (event := self.session.next_event()) is not None:
+            if isinstance(event, InputReceived):
+                await self.deliver_input(event.data)
+            elif isinstance(event, ResizeRequested):
+                self.size = (event.cols, event.rows)
+                if self.shell is not None:
+                    self.shell.resize(event.cols, event.rows)
+            elif isinstance(event, SessionReady):
+                await self.start_process()
+            elif isinstance(event, SessionClosed):
+                self.finish("Success", "")
+            elif isinstance(event, SessionFailed):
+                self.finish("Failed", ERROR_BANNER + event.reason)
+            elif isinstance(event, FlagReceived):
+                if event.flag is PortFlag.TERMINATE_SESSION:
+                    self.finish("Success", "")
+            elif isinstance(event, KmsDecryptNeeded):
+                self.session.data_key_failed("this agent has no KMS client configured")
+
+    # --- the process ------------------------------------------------------------------
+
+    async def deliver_input(self, data: bytes) -> None:
+        if self.shell is None or self.spec is None:
+            return
+        if self.spec.interactive:
+            await self.shell.write(data)
+            return
+        # A command on pipes has no terminal: Ctrl-C and Ctrl-\ become signals (agent.md
+        # §4.4), and other input is dropped.
+        if b"\x03" in data:
+            self.shell.send_signal(signal.SIGINT)
+        if b"\x1c" in data:
+            self.shell.send_signal(signal.SIGQUIT)
+
+    async def start_process(self) -> None:
+        assert self.spec is not None
+        cols, rows = self.size
+        spec = ShellSpec(**{**self.spec.__dict__, "cols": cols, "rows": rows})
+        try:
+            self.shell = await ShellProcess.start(spec)
+        except ShellError as exc:
+            self.finish("Failed", ERROR_BANNER + f"Unable to start command: {exc}\n")
+            return
+        log.info("process started", extra={**self.extra, "pid": self.shell.pid})
+        self.tasks.append(asyncio.create_task(self.pump_process()))
+
+    async def pump_output(self, read: Any, send: Any) -> None:
+        while True:
+            # Flow control: read no more from the process while the peer is behind.
+            while self.session.send_capacity <= 0:
+                self.capacity.clear()
+                await self.capacity.wait()
+            data = await read()
+            if not data:
+                return
+            send(data, now())
+            await self.flush()
+
+    async def pump_process(self) -> None:
+        shell = self.shell
+        assert shell is not None and self.spec is not None
+        readers = [self.pump_output(shell.read, self.session.send_output)]
+        if self.spec.separate_stderr:
+            readers.append(self.pump_output(shell.read_stderr, self.session.send_stderr))
+        await asyncio.gather(*readers)
+        code = await shell.wait()
+        self.session.send_exit_code(code, now())
+        await self.flush()
+        if self.ws is not None and not self.ws.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self.ws.send_bytes(
+                    session_state_message("Terminating", self.task.session_id, now_ms())
+                )
+        await self.wait_until_acked()
+        self.finish("Success", "")
+
+    async def wait_until_acked(self) -> None:
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while self.session.channel.unacked_count and time.monotonic() < deadline:
+            self.capacity.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.capacity.wait(), deadline - time.monotonic())

@@ -1,0 +1,67 @@
+"""End to end: a real server and a real agent on loopback, with real shells."""
+
+import asyncio
+import os
+
+import pytest
+
+from tests.helpers import REGION, LoopThread, running_server
+
+
+class AgentRunner:
+    """A registered Hatchway agent running in its own event-loop thread."""
+
+    def __init__(self, server, home, loop: LoopThread):
+        from hatchway.agent.register import register
+
+        self.server, self.home, self.loop = server, home, loop
+        activation = server.client().create_activation(IamRole="e2e", RegistrationLimit=1)
+        self.identity = loop.run(
+            register(server.url, activation["ActivationId"], activation["ActivationCode"], REGION)
+        )
+        self.identity.save(home)
+        self.start()
+
+    @property
+    def instance_id(self):
+        return self.identity.instance_id
+
+    def start(self):
+        from hatchway.agent.runtime import Agent, AgentConfig
+
+        self.stop_event = asyncio.Event()
+        self.agent = Agent(AgentConfig(home=self.home, health_interval=3600), self.identity)
+        self.task = self.loop.submit(self.agent.run(self.stop_event))
+        ssm = self.server.client()
+        for _ in range(500):
+            if ssm.get_connection_status(Target=self.instance_id)["Status"] == "connected":
+                return
+            import time
+
+            time.sleep(0.02)
+        raise AssertionError("the agent did not connect")
+
+    def stop(self):
+        self.loop.loop.call_soon_threadsafe(self.stop_event.set)
+        self.task.result(30)
+
+
+@pytest.fixture
+def stack(tmp_path):
+    loop = LoopThread()
+    with running_server(tmp_path / "server") as server:
+        agent = AgentRunner(server, tmp_path / "agent", loop)
+        try:
+            yield server, agent
+        finally:
+            agent.stop()
+            loop.stop()
+
+
+@pytest.fixture
+def client_env(stack):
+    server, _ = stack
+    env = server.env()
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PATH"] = os.environ["PATH"]
+    return env
