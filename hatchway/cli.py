@@ -69,6 +69,16 @@ def server(
     asyncio.run(serve(config, lambda app, url: click.echo(describe_start(app, url), err=False)))
 
 
+def _client_commands() -> None:
+    from .client.commands import install_plugin, session_manager_plugin, start_session
+
+    for command in (start_session, session_manager_plugin, install_plugin):
+        main.add_command(command)
+
+
+_client_commands()
+
+
 @main.group()
 def agent() -> None:
     """The agent that runs on each managed node."""

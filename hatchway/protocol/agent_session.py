@@ -35,7 +35,7 @@ from .payloads import (
 from .stream import ChannelClosedReceived, ChannelFailed, DataChannel, StreamData
 
 HANDSHAKE_TIMEOUT = 15.0
-EXIT_CODE_ACTION = "ExitCodeReporting"
+EXIT_CODE_ACTION = ActionType.EXIT_CODE_REPORTING
 KMS_MESSAGE = "This session is encrypted using AWS KMS."
 HANDSHAKE_TIMED_OUT = (
     "Handshake timed out. Please ensure that you have the latest version of the session "

@@ -156,6 +156,9 @@ class ChannelClosed:
 class ActionType(enum.StrEnum):
     SESSION_TYPE = "SessionType"
     KMS_ENCRYPTION = "KMSEncryption"
+    # Hatchway's optional action: a client that accepts it gets the exit status as
+    # PayloadType 12. Reference clients answer "unsupported", and get none.
+    EXIT_CODE_REPORTING = "ExitCodeReporting"
 
 
 class ActionStatus(enum.IntEnum):

@@ -254,6 +254,9 @@ class DataChannel:
         """Send every unacknowledged message again at once, as after a reconnect."""
         for entry in self._unacked.values():
             self._wire.append(entry.frame)
+            # Counting the send retires the entry's old timer, which would otherwise fire
+            # on the next tick and send the message a second time.
+            entry.attempts += 1
             entry.retry_at = now + self.rtt.rto
             heapq.heappush(self._timers, (entry.retry_at, entry.sequence_number, entry.attempts))
 

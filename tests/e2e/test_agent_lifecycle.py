@@ -32,7 +32,9 @@ def test_agent_reports_itself_and_a_restart_shows_connection_lost_then_online(st
     assert info["AgentVersion"] and info["ComputerName"] and info["IPAddress"]
     agent.stop()
     wait_for_status(server, agent.instance_id, "ConnectionLost")
-    assert server.client().get_connection_status(Target=agent.instance_id)["Status"] == "notconnected"
+    assert (
+        server.client().get_connection_status(Target=agent.instance_id)["Status"] == "notconnected"
+    )
     agent.start()
     wait_for_status(server, agent.instance_id, "Online")
 
