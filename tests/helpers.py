@@ -49,6 +49,24 @@ class RunningServer:
     home: Path
     region: str = REGION
     extra_env: dict[str, str] = field(default_factory=dict)
+    loop: LoopThread | None = None
+    app: Any = None
+
+    def app_state(self) -> Any:
+        from hatchway.server.app import STATE
+
+        return self.app[STATE]
+
+    def loop_call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the server's own event loop."""
+        assert self.loop is not None
+        return self.loop.run(coro)
+
+    def set_config(self, **changes: Any) -> None:
+        import dataclasses
+
+        state = self.app_state()
+        state.config = dataclasses.replace(state.config, **changes)
 
     @property
     def credentials_file(self) -> Path:
@@ -92,7 +110,10 @@ def running_server(home: Path, **overrides: Any) -> Iterator[RunningServer]:
     ready: asyncio.Future[str] = loop.loop.create_future()
     stop = asyncio.Event()
 
+    apps: list[Any] = []
+
     def on_ready(app: Any, url: str) -> None:
+        apps.append(app)
         ready.set_result(url)
 
     async def main() -> None:
@@ -109,7 +130,7 @@ def running_server(home: Path, **overrides: Any) -> Iterator[RunningServer]:
     task = loop.submit(main())
     try:
         url = loop.run(wait_ready())
-        yield RunningServer(url=url, home=home)
+        yield RunningServer(url=url, home=home, loop=loop, app=apps[0])
     finally:
         loop.loop.call_soon_threadsafe(stop.set)
         with contextlib.suppress(Exception):

@@ -85,6 +85,7 @@ class MessageGateway:
         self.channels: dict[str, ControlChannel] = {}
         self._heartbeat: asyncio.Task[None] | None = None
         self.task_complete_handlers: list[Any] = []
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -256,12 +257,24 @@ class MessageGateway:
                 payload=json.dumps(ack).encode(),
             )
         )
+        # Recording the result touches the database; do it beside the read loop, so one
+        # agent's burst of results does not hold back the acknowledgements of the rest.
+        task = asyncio.create_task(self._record_result(channel, session_id, status, output))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _record_result(
+        self, channel: ControlChannel, session_id: str, status: str, output: str
+    ) -> None:
         async with self.state.db() as db:
             session = await db.get(Session, session_id)
         if session is None or session.target != channel.instance_id:
             return
         for handler in self.task_complete_handlers:
-            await handler(session_id, status, output)
+            try:
+                await handler(session_id, status, output)
+            except Exception:
+                log.exception("recording a session result failed", extra={"session_id": session_id})
 
 
 def interactive_shell_message(
