@@ -54,7 +54,8 @@ class Agent:
         self.extra = {"target": identity.instance_id}
 
     async def run(self, stop: asyncio.Event) -> None:
-        connector = aiohttp.TCPConnector(ssl=client_ssl(self.config.ca_bundle))
+        # limit=0: every session holds a WebSocket, and the default pool stops at 100.
+        connector = aiohttp.TCPConnector(ssl=client_ssl(self.config.ca_bundle), limit=0)
         # trust_env: HTTPS_PROXY, HTTP_PROXY and NO_PROXY apply, as for the official agent.
         async with aiohttp.ClientSession(connector=connector, trust_env=True) as http:
             self.http = http
