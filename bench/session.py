@@ -40,11 +40,12 @@ log = logging.getLogger("bench")
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def summary(values: list[float]) -> str:
-    return f"median {statistics.median(values) * 1000:7.1f} ms   p95 {percentile(values, 95) * 1000:7.1f} ms"
+    median, p95 = statistics.median(values) * 1000, percentile(values, 95) * 1000
+    return f"median {median:7.1f} ms   p95 {p95:7.1f} ms"
 
 
 class Stack:
@@ -156,8 +157,7 @@ async def hatchway_figures(stack: Stack, sessions: int, open_count: int, keystro
             starts.append(elapsed)
             await shell.close()
         shells = [(await Shell.open(stack, http))[0] for _ in range(open_count)]
-        for shell in shells:  # let each shell settle at its prompt
-            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05 * len(shells))  # let every shell settle at its prompt
         echoes = [await shells[i % len(shells)].echo_time() for i in range(keystrokes)]
         await asyncio.gather(*(shell.close() for shell in shells), return_exceptions=True)
     return starts, echoes
