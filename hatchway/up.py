@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import configparser
 import contextlib
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -38,12 +39,22 @@ async def local_agent_identity(home: Path, url: str, region: str) -> Identity:
     """The local agent's identity: reused when it is registered to this server, otherwise
     a fresh activation and registration."""
     agent_home = home / "agent"
-    with contextlib.suppress(IdentityError):
-        identity = Identity.load(agent_home)
-        if identity.server_url == url:
-            return identity
     admin = admin_identity(home, url, region)
     async with aiohttp.ClientSession() as http:
+        with contextlib.suppress(IdentityError):
+            identity = Identity.load(agent_home)
+            known = await call_json(
+                http,
+                url,
+                "DescribeInstanceInformation",
+                {"Filters": [{"Key": "InstanceIds", "Values": [identity.instance_id]}]},
+                admin,
+            )
+            if known["InstanceInformationList"]:
+                # Still registered here; the port may have changed since the last run.
+                moved = dataclasses.replace(identity, server_url=url)
+                moved.save(agent_home)
+                return moved
         activation = await call_json(
             http,
             url,
