@@ -33,7 +33,7 @@ log = logging.getLogger("hatchway.agent.session")
 
 ERROR_BANNER = "\n----------ERROR-------\n"
 DRAIN_SECONDS = 5.0
-RECONNECT_ATTEMPTS = 5
+RECONNECT_ATTEMPTS = 10  # about a minute: long enough for a server restart
 SHELL_TYPES = ("Standard_Stream", "InteractiveCommands", "NonInteractiveCommands")
 
 
@@ -266,7 +266,7 @@ class SessionWorker:
             if attempts > RECONNECT_ATTEMPTS:
                 self.finish("Failed", ERROR_BANNER + "The data channel was lost.")
                 return
-            await asyncio.sleep(min(5.0, 0.1 * 2**attempts))
+            await asyncio.sleep(min(8.0, 0.1 * 2**attempts))
             log.warning(
                 "data channel dropped; reopening", extra={**self.extra, "attempt": attempts}
             )

@@ -35,6 +35,7 @@ from .payloads import (
 from .stream import ChannelClosedReceived, ChannelFailed, DataChannel, StreamData
 
 HANDSHAKE_TIMEOUT = 15.0
+EARLY_INPUT_BYTES = 64 * 1024
 EXIT_CODE_ACTION = ActionType.EXIT_CODE_REPORTING
 KMS_MESSAGE = "This session is encrypted using AWS KMS."
 HANDSHAKE_TIMED_OUT = (
@@ -145,6 +146,8 @@ class AgentSession:
         self._deadline: float | None = None
         self._started = 0.0
         self._events: deque[Event] = deque()
+        self._early: list[StreamData] = []
+        self._early_bytes = 0
 
     # --- starting -----------------------------------------------------------------------
 
@@ -246,7 +249,13 @@ class AgentSession:
             ):
                 self._on_challenge(EncChallengeResponse.from_json(event.payload), now)
             elif self.state is not State.READY:
-                return  # the handshake is still running: acked, and dropped as agents do
+                # The official agent acks and drops input that beats the handshake; clients
+                # that never resend (pyssm-client) then lose their first command. We keep
+                # a bounded amount and hand it over once the session is ready.
+                if self._early_bytes + len(event.payload) <= EARLY_INPUT_BYTES:
+                    self._early.append(event)
+                    self._early_bytes += len(event.payload)
+                return
             elif kind == PayloadType.OUTPUT:
                 self._events.append(InputReceived(event.payload))
             elif kind == PayloadType.SIZE:
@@ -304,6 +313,9 @@ class AgentSession:
         self._events.append(
             SessionReady(self.client_version, self.channel.cipher is not None, self.exit_codes)
         )
+        early, self._early = self._early, []
+        for event in early:
+            self._on_stream(event, now)
 
     def _fail(self, reason: str) -> None:
         if self.state in (State.FAILED, State.CLOSED):

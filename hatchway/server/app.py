@@ -83,9 +83,35 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 
 async def api(request: web.Request) -> web.Response:
-    """``POST /``: one AWS JSON 1.1 call to any of the services on this endpoint."""
-    state = request.app[STATE]
+    """``POST /``: one AWS JSON 1.1 call to any of the services on this endpoint.
+
+    Every call is logged with its outcome, the refused ones included."""
     started = time.monotonic()
+    target = request.headers.get("X-Amz-Target") or "(no X-Amz-Target)"
+    who: dict[str, str] = {"principal": "anonymous"}
+    outcome = "ok"
+    try:
+        return await _call(request, who)
+    except AwsError as exc:
+        outcome = exc.code
+        raise
+    except Exception:
+        outcome = "InternalServerError"
+        raise
+    finally:
+        log.info(
+            target,
+            extra={
+                "request_id": request[REQUEST_ID],
+                "principal": who["principal"],
+                "outcome": outcome,
+                "ms": round((time.monotonic() - started) * 1000, 1),
+            },
+        )
+
+
+async def _call(request: web.Request, who: dict[str, str]) -> web.Response:
+    state = request.app[STATE]
     now = now_utc()
     body = await read_body(request, state.config.max_body_bytes)
     prefix, operation = json11.split_target(request.headers.get("X-Amz-Target"))
@@ -96,6 +122,7 @@ async def api(request: web.Request) -> web.Response:
     principal = None
     if operation not in service.anonymous:
         principal = await authenticate(state, request, body, service.signing_name, now)
+        who["principal"] = principal.arn
     fn = service.lookup(operation)
     params = json11.parse_body(body)
     call = Call(
@@ -106,24 +133,7 @@ async def api(request: web.Request) -> web.Response:
         base_url=base_url(request, state.config),
         service=service.signing_name,
     )
-    outcome = "ok"
-    try:
-        result = await fn(call, params)
-    except AwsError as exc:
-        outcome = exc.code
-        raise
-    finally:
-        log.info(
-            "%s.%s",
-            prefix,
-            operation,
-            extra={
-                "request_id": call.request_id,
-                "principal": principal.arn if principal else "anonymous",
-                "outcome": outcome,
-                "ms": round((time.monotonic() - started) * 1000, 1),
-            },
-        )
+    result = await fn(call, params)
     return web.Response(body=json11.dump(result), content_type=json11.CONTENT_TYPE)
 
 
@@ -158,16 +168,25 @@ def create_app(config: ServerConfig) -> web.Application:
         state.extensions["created_credentials"] = settings.get("created_credentials")
         async with gateway_for(state) as gateway:
             relay = Relay(state)
+            runtime = SessionRuntime(state, gateway, relay)
             state.extensions["control"] = gateway
             state.extensions["relay"] = relay
-            state.extensions["sessions"] = SessionRuntime(state, gateway, relay)
+            state.extensions["sessions"] = runtime
+            await runtime.rearm_limits()
             try:
                 yield
             finally:
                 await relay.close_all()
         await engine.dispose()
 
+    async def hang_up(app: web.Application) -> None:
+        # Before aiohttp waits for open handlers: close the WebSockets, or it waits minutes.
+        state = app[STATE]
+        await state.extensions["relay"].close_all()
+        await state.extensions["control"].close_channels()
+
     app.cleanup_ctx.append(resources)
+    app.on_shutdown.append(hang_up)
     app.router.add_post("/", api)
     app.router.add_get("/healthz", healthz)
 

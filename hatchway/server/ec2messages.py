@@ -1,6 +1,6 @@
 """The ec2messages service (``EC2WindowsMessageDeliveryService``) that the official agent
 long-polls for Run Command. Hatchway sends commands over the control channel instead, so
-these calls answer "nothing for you" after the long-poll delay (agent.md §2.6)."""
+these calls answer "nothing for you" after a long-poll delay."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from . import validation as v
 from .state import Call
 
 ec2messages: Service[Call] = Service("EC2WindowsMessageDeliveryService", "ec2messages")
-LONG_POLL_SECONDS = 20.0
+# The official agent gives up on this call after Mds.StopTimeoutMillis (20 s by default),
+# so the answer must come well before that or it is lost and the call retried.
+LONG_POLL_SECONDS = 10.0
 
 
 @ec2messages.operation("GetMessages")

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 from xml.sax.saxutils import escape
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from sqlalchemy import update
 
 from ..aws.errors import AccessDeniedException, AwsError
@@ -97,8 +97,13 @@ class MessageGateway:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
+        await self.close_channels()
+
+    async def close_channels(self) -> None:
+        """1001 to every agent, so it reconnects at once instead of waiting out a timeout."""
         for channel in list(self.channels.values()):
-            await channel.ws.close()
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await channel.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
     async def _keep_pings_fresh(self) -> None:
         # A live channel counts as a ping; other server nodes read last_ping from the database.

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..aws.errors import AccessDeniedException, AwsError
 from ..protocol import (
@@ -45,7 +45,7 @@ PENDING_FRAMES = 256
 PENDING_BYTES = 4 * 1024 * 1024
 OPEN_TIMEOUT = 30.0
 MAX_FRAME = 4 * 1024 * 1024
-ACTIVE = ("Connecting", "Connected", "Disconnected")
+JOINABLE = ("Connecting", "Connected", "Disconnected")  # a side may (re)join
 
 
 def now_utc() -> datetime:
@@ -83,11 +83,15 @@ MAX_DURATION_MESSAGE = "Your session has reached its maximum duration and has be
 
 @dataclass
 class Limits:
-    """The document's idleSessionTimeout and maxSessionDuration, in seconds."""
+    """The document's idleSessionTimeout and maxSessionDuration, in seconds.
+
+    ``started`` is when the session began and ``armed`` when this server began watching
+    it; after a restart, idle time counts from ``armed``, not from before the restart."""
 
     idle: float | None
     max_duration: float | None
     started: float = field(default_factory=time.monotonic)
+    armed: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -116,12 +120,18 @@ class Relay:
         self._watchdog: asyncio.Task[None] | None = None
 
     def set_limits(
-        self, session_id: str, idle_minutes: int | None, max_minutes: int | None
+        self,
+        session_id: str,
+        idle_minutes: int | None,
+        max_minutes: int | None,
+        age: float = 0.0,
     ) -> None:
+        """Watch a session's limits; ``age`` is how long ago (seconds) it started."""
         minute = self.state.config.preference_minute
         self.limits[session_id] = Limits(
             idle_minutes * minute if idle_minutes else None,
             max_minutes * minute if max_minutes else None,
+            started=time.monotonic() - age,
         )
         if self._watchdog is None or self._watchdog.done():
             self._watchdog = asyncio.create_task(self._enforce_limits())
@@ -138,11 +148,11 @@ class Relay:
             moment = time.monotonic()
             for session_id, limit in list(self.limits.items()):
                 pairing = self.pairings.get(session_id)
-                last = pairing.last_activity if pairing else limit.started
+                last = pairing.last_activity if pairing else limit.armed
                 reason = None
                 if limit.max_duration and moment - limit.started >= limit.max_duration:
                     reason = MAX_DURATION_MESSAGE
-                elif limit.idle and moment - max(last, limit.started) >= limit.idle:
+                elif limit.idle and moment - max(last, limit.armed) >= limit.idle:
                     reason = IDLE_MESSAGE
                 if reason is not None:
                     self.limits.pop(session_id, None)
@@ -182,8 +192,9 @@ class Relay:
                 f"User: {principal.arn} is not authorized to perform: "
                 f"ssmmessages:OpenDataChannel on resource: {session_id}"
             )
-        if session.status not in ACTIVE:
-            raise AccessDeniedException(f"Session {session_id} is already terminated")
+        if session.status not in JOINABLE:
+            # The official agent stops retrying only on this exact phrase.
+            raise AccessDeniedException(f"Session is already terminated: {session_id}")
         return session
 
     # --- the WebSocket ------------------------------------------------------------------
@@ -231,7 +242,7 @@ class Relay:
             session = await db.get(Session, session_id)
             valid = (
                 session is not None
-                and session.status in ACTIVE
+                and session.status in JOINABLE
                 and (role == "client" or signed_by_node == session.target)
                 and await tokens.redeem(db, opening.token, session_id, role, now_utc())
             )
@@ -290,7 +301,7 @@ class Relay:
     async def _set_status(self, session_id: str, status: str) -> None:
         async with self.state.db() as db, db.begin():
             row = await db.get(Session, session_id)
-            if row is not None and row.status in ACTIVE:
+            if row is not None and row.status in JOINABLE:
                 row.status = status
 
     # --- ending -------------------------------------------------------------------------
@@ -322,7 +333,12 @@ class Relay:
                     await side.ws.close()
 
     async def close_all(self) -> None:
+        """Hang up every socket with 1001 (going away) and no channel_closed: the sessions
+        live on, and their clients and agents reconnect to the server that comes next."""
         if self._watchdog is not None:
             self._watchdog.cancel()
-        for session_id in list(self.pairings):
-            await self.close_session(session_id, "The server is shutting down.")
+        for pairing in list(self.pairings.values()):
+            for side in (pairing.client, pairing.agent):
+                if side.ws is not None and not side.ws.closed:
+                    with contextlib.suppress(ConnectionError, RuntimeError):
+                        await side.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")

@@ -7,14 +7,17 @@ import logging
 import uuid
 from typing import Any
 
+from sqlalchemy import select
+
+from ..aws.errors import AwsError
 from ..protocol import AgentMessage, ChannelClosed, Flags, MessageType
 from . import documents as docs
 from .iam.principals import Principal
 from .mgs import MessageGateway, interactive_shell_message, millis, now_utc
 from .relay import Relay
-from .ssm.document_ops import LoadedDocument
+from .ssm.document_ops import LoadedDocument, load_document
 from .ssm.errors import TargetNotConnected
-from .ssm.sessions import finish_session
+from .ssm.sessions import ACTIVE, finish_session
 from .state import Call, ServerState
 from .storage.models import Session
 
@@ -78,6 +81,26 @@ class SessionRuntime:
         )
         await self.relay.close_session(session_id, reason)
         log.info("session terminated", extra={"session_id": session_id, "target": row.target})
+
+    async def rearm_limits(self) -> None:
+        """After a restart, watch the idle and duration limits of the sessions still open."""
+        async with self.state.db() as db:
+            rows = list(await db.scalars(select(Session).where(Session.status.in_(ACTIVE))))
+            for row in rows:
+                try:
+                    document = await load_document(db, row.document_name)
+                    values = docs.resolve_parameters(document.parsed, row.parameters)
+                    prefs = docs.session_preferences(docs.substitute(document.parsed, values))
+                except AwsError as exc:
+                    log.warning(
+                        "cannot re-arm limits",
+                        extra={"session_id": row.session_id, "error": str(exc)},
+                    )
+                    continue
+                age = (now_utc() - row.start_date).total_seconds()
+                self.relay.set_limits(
+                    row.session_id, prefs.idle_timeout_minutes, prefs.max_duration_minutes, age
+                )
 
     async def on_expired(self, session_id: str, reason: str) -> None:
         """The idle timeout or the maximum duration ended the session."""

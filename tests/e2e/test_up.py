@@ -40,7 +40,7 @@ def test_up_prints_commands_that_work(tmp_path):
             "AWS_ENDPOINT_URL",
             "AWS_DEFAULT_REGION",
         }
-        command = next(l.strip() for l in text.splitlines() if "hatchway start-session" in l)
+        command = next(x.strip() for x in text.splitlines() if "hatchway start-session" in x)
         argv = shlex.split(command)
         assert argv[-2:] == ["--target", target]
         result = subprocess.run(

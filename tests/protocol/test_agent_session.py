@@ -111,14 +111,18 @@ def test_the_reference_clients_unsupported_answer_turns_exit_codes_off():
     assert exchange(agent, client) == []
 
 
-def test_input_during_the_handshake_is_acked_and_dropped():
+def test_input_during_the_handshake_is_kept_until_the_session_is_ready():
     agent, client = new_agent(), DataChannel(Role.CLIENT)
     agent.start(T0)
     exchange(agent, client)
-    client.send(b"too early", now=T0)
+    client.send(b"early", now=T0)
+    client.send(b'{"cols":90,"rows":20}', PayloadType.SIZE, now=T0)
     exchange(agent, client)
     assert events(agent) == []
     assert client.unacked_count == 0
+    respond(client, [ProcessedClientAction("SessionType", 1)])
+    exchange(agent, client)
+    assert events(agent)[1:] == [InputReceived(b"early"), ResizeRequested(90, 20)]
 
 
 def test_handshake_timeout():
