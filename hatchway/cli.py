@@ -97,15 +97,28 @@ def agent() -> None:
     show_default=True,
     help="Only used if the server does not say its region.",
 )
+@click.option(
+    "--ca-bundle",
+    type=click.Path(exists=True),
+    envvar="HATCHWAY_CA_BUNDLE",
+    help="PEM bundle to trust for the server's TLS certificate.",
+)
 def agent_register(
-    server_url: str, activation_id: str, activation_code: str, home: Path, region: str
+    server_url: str,
+    activation_id: str,
+    activation_code: str,
+    home: Path,
+    region: str,
+    ca_bundle: str | None,
 ) -> None:
     """Register this machine with an activation; prints its managed-node id."""
     from .agent.api import ServiceError
     from .agent.register import register
 
     try:
-        identity = asyncio.run(register(server_url, activation_id, activation_code, region))
+        identity = asyncio.run(
+            register(server_url, activation_id, activation_code, region, ca_bundle)
+        )
     except ServiceError as exc:
         raise click.ClickException(f"registration failed: {exc}") from None
     except OSError as exc:

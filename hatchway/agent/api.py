@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import ssl
 import uuid
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
+from ..aws.proxy import proxy_for
 from .identity import Identity
 from .signing import signed_headers
 
@@ -21,6 +25,22 @@ class ServiceError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}" if code else message)
         self.status, self.code, self.message = status, code, message
+
+
+def client_ssl(ca_bundle: str | None) -> ssl.SSLContext:
+    bundle = ca_bundle or os.environ.get("AWS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
+    context = ssl.create_default_context(cafile=bundle) if bundle else ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def http_session(ca_bundle: str | None = None) -> aiohttp.ClientSession:
+    """The agent's HTTP client: the CA bundle for TLS, proxies from the environment."""
+    # limit=0: every session holds a WebSocket, and the default pool stops at 100.
+    connector = aiohttp.TCPConnector(ssl=client_ssl(ca_bundle), limit=0)
+    # trust_env: HTTPS_PROXY, HTTP_PROXY and NO_PROXY apply to HTTP calls, as for the
+    # official agent; connect_websocket applies them to WebSockets.
+    return aiohttp.ClientSession(connector=connector, trust_env=True)
 
 
 async def _error_from(response: aiohttp.ClientResponse) -> ServiceError:
@@ -73,6 +93,16 @@ async def create_channel(
         if match is None:
             raise ServiceError(response.status, "", "the channel response holds no TokenValue")
         return match.group(1)
+
+
+async def connect_websocket(
+    http: aiohttp.ClientSession, url: str, headers: dict[str, str], **options: Any
+) -> aiohttp.ClientWebSocketResponse:
+    """A WebSocket through HTTPS_PROXY/NO_PROXY as the agent's HTTP calls go."""
+    proxy, proxy_headers = proxy_for(URL(url))
+    return await http.ws_connect(
+        url, headers=headers, proxy=proxy, proxy_headers=proxy_headers or None, **options
+    )
 
 
 def websocket_url(server_url: str, path: str) -> str:

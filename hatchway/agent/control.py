@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 
 from ..protocol import AgentMessage, ProtocolError, decode
-from .api import ServiceError, create_channel, websocket_url
+from .api import ServiceError, connect_websocket, create_channel, websocket_url
 from .identity import Identity
 from .signing import signed_headers
 
@@ -74,8 +74,8 @@ class ControlChannel:
         url = websocket_url(self.identity.server_url, path)
         http_url = self.identity.server_url.rstrip("/") + path
         headers = signed_headers(self.identity, "GET", http_url, "ssmmessages")
-        ws = await self.http.ws_connect(
-            url, headers=headers, heartbeat=PING_SECONDS, max_msg_size=0
+        ws = await connect_websocket(
+            self.http, url, headers, heartbeat=PING_SECONDS, max_msg_size=0
         )
         opening = {
             "Cookie": None,

@@ -9,7 +9,7 @@ import uuid
 import aiohttp
 
 from ..protocol import AgentMessage, Flags, MessageType, OpenDataChannel
-from .api import create_channel, websocket_url
+from .api import connect_websocket, create_channel, websocket_url
 from .identity import Identity
 from .signing import signed_headers
 
@@ -32,9 +32,10 @@ async def open_data_channel(
     path = f"/v1/data-channel/{session_id}?role=publish_subscribe"
     http_url = identity.server_url.rstrip("/") + path
     headers = signed_headers(identity, "GET", http_url, "ssmmessages")
-    ws = await http.ws_connect(
+    ws = await connect_websocket(
+        http,
         websocket_url(identity.server_url, path),
-        headers=headers,
+        headers,
         heartbeat=54.0,
         max_msg_size=MAX_FRAME,
         compress=0,

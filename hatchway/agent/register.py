@@ -6,9 +6,7 @@ import hashlib
 import platform
 import socket
 
-import aiohttp
-
-from .api import call_json
+from .api import call_json, http_session
 from .identity import Identity
 
 
@@ -29,9 +27,13 @@ def _machine_id() -> str:
 
 
 async def register(
-    server_url: str, activation_id: str, activation_code: str, region: str
+    server_url: str,
+    activation_id: str,
+    activation_code: str,
+    region: str,
+    ca_bundle: str | None = None,
 ) -> Identity:
-    async with aiohttp.ClientSession() as http:
+    async with http_session(ca_bundle) as http:
         result = await call_json(
             http,
             server_url,

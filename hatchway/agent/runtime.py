@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import ssl
 import time
 import uuid
 from dataclasses import dataclass
@@ -16,7 +14,7 @@ from pathlib import Path
 import aiohttp
 
 from ..protocol import AgentMessage, MessageType, ProtocolError
-from .api import ServiceError, call_json
+from .api import ServiceError, call_json, http_session
 from .control import AGENT_VERSION, ControlChannel
 from .identity import Identity
 from .platform_info import instance_information
@@ -35,13 +33,6 @@ class AgentConfig:
     ca_bundle: str | None = None
 
 
-def client_ssl(ca_bundle: str | None) -> ssl.SSLContext:
-    bundle = ca_bundle or os.environ.get("AWS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
-    context = ssl.create_default_context(cafile=bundle) if bundle else ssl.create_default_context()
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
-
-
 class Agent:
     def __init__(self, config: AgentConfig, identity: Identity) -> None:
         self.config = config
@@ -54,10 +45,7 @@ class Agent:
         self.extra = {"target": identity.instance_id}
 
     async def run(self, stop: asyncio.Event) -> None:
-        # limit=0: every session holds a WebSocket, and the default pool stops at 100.
-        connector = aiohttp.TCPConnector(ssl=client_ssl(self.config.ca_bundle), limit=0)
-        # trust_env: HTTPS_PROXY, HTTP_PROXY and NO_PROXY apply, as for the official agent.
-        async with aiohttp.ClientSession(connector=connector, trust_env=True) as http:
+        async with http_session(self.config.ca_bundle) as http:
             self.http = http
             self.control = ControlChannel(self.identity, http, self.on_message)
             health = asyncio.create_task(self.keep_reporting_health(stop))

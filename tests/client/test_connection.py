@@ -13,13 +13,13 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
+from hatchway.aws.proxy import proxy_for
 from hatchway.client.commands import parse_parameters
 from hatchway.client.config import AwsSettings, StartedSession, kms_endpoint_for
 from hatchway.client.connection import (
     DataChannelDialer,
     RetryPolicy,
     ensure_nodelay,
-    proxy_for,
 )
 from hatchway.client.control import ControlPlane
 from hatchway.client.errors import InvalidArguments, TransportFailure
