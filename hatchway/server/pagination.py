@@ -6,7 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ..aws.errors import AwsError, _error
@@ -62,6 +62,23 @@ class Paginator:
         chunk = list(items[start : start + max_results])
         more = start + max_results < len(items)
         return chunk, (self.token(operation, key(chunk[-1])) if more and chunk else None)
+
+    def respond(
+        self,
+        operation: str,
+        items: Sequence[T],
+        key: Any,
+        max_results: int,
+        next_token: str | None,
+        field: str,
+        render: Callable[[T], Any],
+    ) -> dict[str, Any]:
+        """A list operation's response: one page under ``field``, and NextToken if more."""
+        page, token = self.page(operation, items, key, max_results, next_token)
+        response: dict[str, Any] = {field: [render(item) for item in page]}
+        if token:
+            response["NextToken"] = token
+        return response
 
 
 __all__ = ["AwsError", "InvalidNextToken", "Paginator"]

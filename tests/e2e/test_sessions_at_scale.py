@@ -13,6 +13,16 @@ HATCHWAY = [sys.executable, "-m", "hatchway"]
 PROMPT = r"[#$] "
 
 
+def spawn_session(env, target, *extra):
+    return pexpect.spawn(
+        HATCHWAY[0],
+        [*HATCHWAY[1:], "start-session", "--target", target, *extra],
+        env=env,
+        encoding="utf-8",
+        timeout=30,
+    )
+
+
 def run_piped(env, target, script, timeout=120):
     return subprocess.run(
         [*HATCHWAY, "start-session", "--target", target],

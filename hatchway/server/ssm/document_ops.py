@@ -376,10 +376,12 @@ async def list_documents(call: Call, params: dict[str, Any]) -> dict[str, Any]:
         (d for d in everything if all(_listed(d, k, vals, call.account) for k, vals in filters)),
         key=lambda d: d.name,
     )
-    page, next_token = call.state.paginator.page(
-        "ListDocuments", shown, lambda d: d.name, max_results, token
+    return call.state.paginator.respond(
+        "ListDocuments",
+        shown,
+        lambda d: d.name,
+        max_results,
+        token,
+        "DocumentIdentifiers",
+        _identifier,
     )
-    result: dict[str, Any] = {"DocumentIdentifiers": [_identifier(d) for d in page]}
-    if next_token:
-        result["NextToken"] = next_token
-    return result

@@ -132,13 +132,15 @@ async def describe_activations(call: Call, params: dict[str, Any]) -> dict[str, 
     async with call.state.db() as db:
         rows = list(await db.scalars(select(Activation).order_by(Activation.activation_id)))
     rows = [r for r in rows if all(get(r) in values for get, values in filters)]
-    page, next_token = call.state.paginator.page(
-        "DescribeActivations", rows, lambda r: r.activation_id, max_results, token
+    return call.state.paginator.respond(
+        "DescribeActivations",
+        rows,
+        lambda r: r.activation_id,
+        max_results,
+        token,
+        "ActivationList",
+        lambda r: _activation_view(r, call.now),
     )
-    result: dict[str, Any] = {"ActivationList": [_activation_view(r, call.now) for r in page]}
-    if next_token:
-        result["NextToken"] = next_token
-    return result
 
 
 @ssm.operation("DeleteActivation")
@@ -360,13 +362,15 @@ async def describe_instance_information(call: Call, params: dict[str, Any]) -> d
             continue
         if all(_matches(view, node, key, values) for key, values in filters):
             shown.append(view)
-    page, next_token = call.state.paginator.page(
-        "DescribeInstanceInformation", shown, lambda view: view["InstanceId"], max_results, token
+    return call.state.paginator.respond(
+        "DescribeInstanceInformation",
+        shown,
+        lambda view: view["InstanceId"],
+        max_results,
+        token,
+        "InstanceInformationList",
+        lambda view: view,
     )
-    result: dict[str, Any] = {"InstanceInformationList": page}
-    if next_token:
-        result["NextToken"] = next_token
-    return result
 
 
 @ssm.operation("GetConnectionStatus")

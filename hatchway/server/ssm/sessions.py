@@ -199,14 +199,12 @@ async def describe_sessions(call: Call, params: dict[str, Any]) -> dict[str, Any
     rows = [r for r in rows if all(check(r) for check in checks)]
     # Newest first, as the console shows them; the session id breaks ties.
     rows.sort(key=lambda r: (-r.start_date.timestamp(), r.session_id))
-    page, next_token = call.state.paginator.page(
+    return call.state.paginator.respond(
         "DescribeSessions",
         rows,
         lambda r: [-r.start_date.timestamp(), r.session_id],
         max_results,
         token,
+        "Sessions",
+        _session_view,
     )
-    result: dict[str, Any] = {"Sessions": [_session_view(r) for r in page]}
-    if next_token:
-        result["NextToken"] = next_token
-    return result
