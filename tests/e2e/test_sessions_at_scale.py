@@ -55,13 +55,7 @@ def test_fifty_concurrent_sessions_keep_their_own_output(stack, client_env):
 
 def test_a_dropped_websocket_resumes_with_the_stream_intact(stack, client_env):
     server, agent = stack
-    child = pexpect.spawn(
-        HATCHWAY[0],
-        [*HATCHWAY[1:], "start-session", "--target", agent.instance_id],
-        env=client_env,
-        encoding="utf-8",
-        timeout=30,
-    )
+    child = spawn_session(client_env, agent.instance_id)
     try:
         child.expect("Starting session with SessionId: (\\S+)")
         session_id = child.match.group(1).strip()
@@ -103,13 +97,7 @@ async def drop_client_socket(relay, session_id):
 
 def test_terminate_session_from_the_api_ends_the_client(stack, client_env):
     server, agent = stack
-    child = pexpect.spawn(
-        HATCHWAY[0],
-        [*HATCHWAY[1:], "start-session", "--target", agent.instance_id],
-        env=client_env,
-        encoding="utf-8",
-        timeout=30,
-    )
+    child = spawn_session(client_env, agent.instance_id)
     try:
         child.expect("Starting session with SessionId: (\\S+)")
         session_id = child.match.group(1).strip()
@@ -138,20 +126,7 @@ def test_idle_timeout_ends_the_session_with_a_clear_message(stack, client_env):
     server.client().create_document(
         Name="Short-Idle", Content=json.dumps(document), DocumentType="Session"
     )
-    child = pexpect.spawn(
-        HATCHWAY[0],
-        [
-            *HATCHWAY[1:],
-            "start-session",
-            "--target",
-            agent.instance_id,
-            "--document-name",
-            "Short-Idle",
-        ],
-        env=client_env,
-        encoding="utf-8",
-        timeout=30,
-    )
+    child = spawn_session(client_env, agent.instance_id, "--document-name", "Short-Idle")
     try:
         child.expect(PROMPT)
         child.sendline("echo $GREETING")
