@@ -12,7 +12,7 @@ PY312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(
 HOME_DIR ?= .hatchway
 PYTEST_ARGS ?=
 
-.PHONY: help run test lint bench clean
+.PHONY: help run test lint bench clean openssh-server
 
 help:
 	@echo "make run    - server plus a local agent on 127.0.0.1:8080 (home: $(HOME_DIR))"
@@ -36,6 +36,13 @@ $(PYSSM_VENV)/.stamp: Makefile
 	$(PYSSM_VENV)/bin/python -m pip install -q --disable-pip-version-check '$(PYSSM_CLIENT)'
 	@touch $@
 
+# The tests and bench/port_forward.py run a real sshd on loopback; Debian ships it apart
+# from the ssh client. Checked on every run (cheap), installed only when missing.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+openssh-server:
+	@test -x /usr/sbin/sshd || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openssh-server openssh-client; }
+
 run: $(VENV)/.run-stamp
 	$(VENV)/bin/hatchway up --home $(HOME_DIR)
 
@@ -43,12 +50,13 @@ lint: $(VENV)/.test-stamp
 	$(VENV)/bin/ruff check hatchway tests bench
 	$(VENV)/bin/mypy
 
-test: $(VENV)/.test-stamp $(PYSSM_VENV)/.stamp lint
+test: $(VENV)/.test-stamp $(PYSSM_VENV)/.stamp openssh-server lint
 	HATCHWAY_PYSSM_PYTHON=$(abspath $(PYSSM_VENV))/bin/python \
 		$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.test-stamp
+bench: $(VENV)/.test-stamp openssh-server
 	$(VENV)/bin/python bench/protocol.py
+	$(VENV)/bin/python bench/port_forward.py
 
 clean:
 	rm -rf $(VENV) $(PYSSM_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

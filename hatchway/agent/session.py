@@ -25,8 +25,10 @@ from ..protocol.agent_session import (
     SessionFailed,
     SessionReady,
 )
+from ..protocol.port import Destination, agent_port_mode, destination_from
 from .datachannel import open_data_channel, session_state_message
 from .identity import Identity
+from .port import Forwarder, forwarder_for
 from .shell import ShellError, ShellProcess, ShellSpec
 
 log = logging.getLogger("hatchway.agent.session")
@@ -35,6 +37,8 @@ ERROR_BANNER = "\n----------ERROR-------\n"
 DRAIN_SECONDS = 5.0
 RECONNECT_ATTEMPTS = 10  # about a minute: long enough for a server restart
 SHELL_TYPES = ("Standard_Stream", "InteractiveCommands", "NonInteractiveCommands")
+PORT_TYPE = "Port"
+PORT_MESSAGE_BYTES = 64 * 1024  # port data goes in large messages; shells keep 32 KiB
 
 
 def now() -> float:
@@ -161,12 +165,19 @@ class SessionWorker:
             target=identity.instance_id,
             session_type=task.session_type,
             agent_version=agent_version,
-            properties=task.properties if task.session_type == "Port" else None,
-            kms_key_id=str(task.inputs.get("kmsKeyId") or "") or None,
+            properties=task.properties if task.session_type == PORT_TYPE else None,
+            # Port sessions are never encrypted (agent.md §5), so no key for them.
+            kms_key_id=(str(task.inputs.get("kmsKeyId") or "") or None)
+            if task.session_type != PORT_TYPE
+            else None,
+            max_payload=PORT_MESSAGE_BYTES if task.session_type == PORT_TYPE else 32 * 1024,
         )
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.shell: ShellProcess | None = None
         self.spec: ShellSpec | None = None
+        self.destination: Destination | None = None
+        self.forwarder: Forwarder | None = None
+        self.holders: set[object] = set()
         self.size = (80, 24)
         self.done = asyncio.Event()
         self.outcome: tuple[str, str] = ("Success", "")
@@ -182,12 +193,18 @@ class SessionWorker:
     async def run(self) -> None:
         status, output = "Failed", ""
         try:
-            if self.task.session_type not in SHELL_TYPES:
+            if self.task.session_type == PORT_TYPE:
+                try:
+                    self.destination = destination_from(self.task.properties)
+                except ProtocolError as exc:
+                    raise SessionFailure(str(exc)) from None
+            elif self.task.session_type in SHELL_TYPES:
+                self.spec = shell_spec(self.task)
+            else:
                 raise SessionFailure(
                     f"Plugin with name {self.task.session_type} is not supported by this "
                     "version of the agent"
                 )
-            self.spec = shell_spec(self.task)
             try:
                 self.ws = await open_data_channel(
                     self.http, self.identity, self.task.session_id, now_ms()
@@ -223,6 +240,9 @@ class SessionWorker:
         if self.shell is not None:
             with contextlib.suppress(Exception):
                 await self.shell.terminate()
+        if self.forwarder is not None:
+            with contextlib.suppress(Exception):
+                await self.forwarder.close()
         if self.ws is not None:
             await self.ws.close()
 
@@ -297,7 +317,10 @@ class SessionWorker:
                 if self.shell is not None:
                     self.shell.resize(event.cols, event.rows)
             elif isinstance(event, SessionReady):
-                await self.start_process()
+                if self.destination is not None:
+                    await self.start_forwarding(event.client_version)
+                else:
+                    await self.start_process()
             elif isinstance(event, SessionClosed):
                 self.finish("Success", "")
             elif isinstance(event, SessionFailed):
@@ -305,12 +328,17 @@ class SessionWorker:
             elif isinstance(event, FlagReceived):
                 if event.flag is PortFlag.TERMINATE_SESSION:
                     self.finish("Success", "")
+                elif self.forwarder is not None:
+                    await self.forwarder.on_flag(event.flag)
             elif isinstance(event, KmsDecryptNeeded):
                 self.session.data_key_failed("this agent has no KMS client configured")
 
     # --- the process ------------------------------------------------------------------
 
     async def deliver_input(self, data: bytes) -> None:
+        if self.forwarder is not None:
+            await self.forwarder.on_input(data)
+            return
         if self.shell is None or self.spec is None:
             return
         if self.spec.interactive:
@@ -335,12 +363,15 @@ class SessionWorker:
         log.info("process started", extra={**self.extra, "pid": self.shell.pid})
         self.tasks.append(asyncio.create_task(self.pump_process()))
 
+    async def room(self) -> None:
+        """Wait until the data channel can take more: flow control towards the client."""
+        while self.session.send_capacity <= 0:
+            self.capacity.clear()
+            await self.capacity.wait()
+
     async def pump_output(self, read: Any, send: Any) -> None:
         while True:
-            # Flow control: read no more from the process while the peer is behind.
-            while self.session.send_capacity <= 0:
-                self.capacity.clear()
-                await self.capacity.wait()
+            await self.room()  # read no more from the process while the peer is behind
             data = await read()
             if not data:
                 return
@@ -356,6 +387,11 @@ class SessionWorker:
         await asyncio.gather(*readers)
         code = await shell.wait()
         self.session.send_exit_code(code, now())
+        await self.end_when_delivered()
+
+    async def end_when_delivered(self) -> None:
+        """The session's source is done: say so, let the client ack what is in flight
+        (bounded), then end with Success."""
         await self.flush()
         if self.ws is not None and not self.ws.closed:
             with contextlib.suppress(ConnectionError, RuntimeError):
@@ -371,3 +407,28 @@ class SessionWorker:
             self.capacity.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.capacity.wait(), deadline - time.monotonic())
+
+    # --- port forwarding ----------------------------------------------------------------
+
+    async def start_forwarding(self, client_version: str) -> None:
+        assert self.destination is not None
+        mode = agent_port_mode(self.task.properties, client_version)
+        self.forwarder = forwarder_for(self, self.destination, mode, client_version)
+        await self.forwarder.start()
+
+    def now(self) -> float:
+        return now()
+
+    def hold_input(self, key: object) -> None:
+        """A destination is not taking data as fast as it comes: stop accepting more."""
+        if not self.holders:
+            self.session.channel.hold_incoming(now())
+            self.timer_changed.set()  # the timer loop flushes the pause_publication
+        self.holders.add(key)
+
+    def release_input(self, key: object) -> None:
+        if key in self.holders:
+            self.holders.discard(key)
+            if not self.holders:
+                self.session.channel.release_incoming(now())
+                self.timer_changed.set()  # the timer loop flushes the start_publication

@@ -32,11 +32,14 @@ from .payloads import (
     TerminalSize,
     b64encode,
 )
+from .port import ConnectError
 from .stream import ChannelClosedReceived, ChannelFailed, DataChannel, StreamData
 
 HANDSHAKE_TIMEOUT = 15.0
 EARLY_INPUT_BYTES = 64 * 1024
 EXIT_CODE_ACTION = ActionType.EXIT_CODE_REPORTING
+# Hatchway's optional handshake actions; reference clients answer "unsupported" to each.
+OPTIONAL_ACTIONS = (ActionType.EXIT_CODE_REPORTING, ActionType.PORT_ERROR_DETAILS)
 KMS_MESSAGE = "This session is encrypted using AWS KMS."
 HANDSHAKE_TIMED_OUT = (
     "Handshake timed out. Please ensure that you have the latest version of the session "
@@ -139,6 +142,7 @@ class AgentSession:
         self.state = State.HANDSHAKING
         self.client_version = ""
         self.exit_codes = False
+        self.port_error_details = False
         self.max_payload = max_payload
         self._random = random_bytes
         self._challenge = random_bytes(16) if self.kms_key_id else b""
@@ -160,7 +164,8 @@ class AgentSession:
             self.kms_key_id,
             self._challenge if self.kms_key_id else None,
         )
-        actions = (*request.actions, RequestedClientAction(EXIT_CODE_ACTION, {}))
+        optional = tuple(RequestedClientAction(action, {}) for action in OPTIONAL_ACTIONS)
+        actions = (*request.actions, *optional)
         request = HandshakeRequest(request.agent_version, actions)
         self.channel.send(request.to_json(), PayloadType.HANDSHAKE_REQUEST, now=now)
         self._deadline = now + HANDSHAKE_TIMEOUT
@@ -206,6 +211,13 @@ class AgentSession:
 
     def send_flag(self, flag: PortFlag, now: float) -> None:
         self.channel.send(flag.to_bytes_payload(), PayloadType.FLAG, now=now)
+
+    def send_connect_error(self, error: ConnectError, now: float) -> None:
+        """Flag ConnectToPortError, with the reason for clients that asked for it."""
+        if self.port_error_details:
+            self.channel.send(error.to_flag_payload(), PayloadType.FLAG, now=now)
+        else:
+            self.send_flag(PortFlag.CONNECT_TO_PORT_ERROR, now)
 
     @property
     def send_capacity(self) -> int:
@@ -278,8 +290,8 @@ class AgentSession:
                     f"on client with status {status} error: {action.error}"
                 )
                 return
-        exit_action = response.action(EXIT_CODE_ACTION)
-        self.exit_codes = exit_action is not None and exit_action.succeeded
+        self.exit_codes = self._accepted(response, ActionType.EXIT_CODE_REPORTING)
+        self.port_error_details = self._accepted(response, ActionType.PORT_ERROR_DETAILS)
         if self.kms_key_id:
             blob = response.kms_ciphertext_key
             if blob is None:
@@ -296,6 +308,11 @@ class AgentSession:
             self._events.append(KmsDecryptNeeded(blob, self.kms_key_id, context))
             return
         self._complete("", now)
+
+    @staticmethod
+    def _accepted(response: HandshakeResponse, action_type: ActionType) -> bool:
+        action = response.action(action_type)
+        return action is not None and action.succeeded
 
     def _on_challenge(self, response: EncChallengeResponse, now: float) -> None:
         cipher = self.channel.cipher

@@ -46,6 +46,7 @@ from .payloads import (
     TerminalSize,
     b64encode,
 )
+from .port import ConnectError
 from .stream import (
     ChannelClosedReceived,
     ChannelFailed,
@@ -72,6 +73,9 @@ ALL_SESSION_TYPES: frozenset[str] = SHELL_SESSION_TYPES | {SessionType.PORT}
 
 # Payload types that start a session when they arrive before any handshake (§4.3).
 _SESSION_DATA_TYPES = frozenset({PayloadType.OUTPUT, PayloadType.STDERR, PayloadType.EXIT_CODE})
+
+# Hatchway's optional handshake actions, which this client accepts.
+_OPTIONAL_ACTIONS = frozenset({ActionType.EXIT_CODE_REPORTING, ActionType.PORT_ERROR_DETAILS})
 
 _TRAILING_INTEGER = re.compile(r"(-?\d+)\s*$")
 
@@ -159,9 +163,11 @@ class ExitCodeReceived:
 
 @dataclass(frozen=True, slots=True)
 class FlagReceived:
-    """A Flag payload; ``flag`` is a PortFlag when the value is a known one."""
+    """A Flag payload; ``flag`` is a PortFlag when the value is a known one. A
+    ConnectToPortError from a Hatchway agent carries its reason in ``error``."""
 
     flag: int
+    error: ConnectError | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +241,7 @@ class ClientSession:
         session_types: Collection[str] = ALL_SESSION_TYPES,
         client_version: str = CLIENT_VERSION,
         channel: DataChannel | None = None,
+        max_input_chunk: int = MAX_INPUT_CHUNK,
     ) -> None:
         self.channel = channel if channel is not None else DataChannel(Role.CLIENT)
         if self.channel.role is not Role.CLIENT:
@@ -242,6 +249,7 @@ class ClientSession:
         self.session_id = session_id
         self.target = target
         self.client_version = client_version
+        self.max_input_chunk = max_input_chunk
         self.state = ClientState.AWAITING_HANDSHAKE
         self.session_type: str | None = None
         self.session_properties: JsonObject = {}
@@ -294,7 +302,7 @@ class ClientSession:
     # --- what the caller sends --------------------------------------------------------
 
     def send_input(self, data: bytes, now: float) -> None:
-        """Send keystrokes or piped bytes, in messages of at most MAX_INPUT_CHUNK bytes.
+        """Send keystrokes or piped bytes, in messages of at most ``max_input_chunk`` bytes.
 
         Only once the session has started: agents drop input that arrives during a
         handshake (agent.md §1.12). Raises FlowControlError when the send buffer cannot
@@ -306,8 +314,9 @@ class ClientSession:
                 f"{len(data)} bytes of input do not fit in the send buffer "
                 f"({self.channel.send_capacity} bytes free)"
             )
-        for start in range(0, len(data), MAX_INPUT_CHUNK):
-            self.channel.send(data[start : start + MAX_INPUT_CHUNK], PayloadType.OUTPUT, now=now)
+        step = self.max_input_chunk
+        for start in range(0, len(data), step):
+            self.channel.send(data[start : start + step], PayloadType.OUTPUT, now=now)
 
     def send_size(self, cols: int, rows: int, now: float) -> None:
         """Send the terminal size. Allowed before the session starts: an agent without a
@@ -402,7 +411,7 @@ class ClientSession:
                 processed = self._session_type_action(action, pending.errors)
             elif action.action_type == ActionType.KMS_ENCRYPTION:
                 key_id, processed = self._kms_action(action, key_id, pending.errors)
-            elif action.action_type == ActionType.EXIT_CODE_REPORTING:
+            elif action.action_type in _OPTIONAL_ACTIONS:
                 processed = ProcessedClientAction(action.action_type, ActionStatus.SUCCESS)
             else:
                 processed = ProcessedClientAction.unsupported(action.action_type)
@@ -528,8 +537,8 @@ def _data_event(kind: int, payload: bytes) -> ClientEvent:
     if kind == PayloadType.EXIT_CODE:
         text = payload.decode("utf-8", errors="replace")
         return ExitCodeReceived(parse_exit_code(text), text)
-    if kind == PayloadType.FLAG and len(payload) == 4:
-        value = int.from_bytes(payload, "big")
+    if kind == PayloadType.FLAG and len(payload) >= 4:
+        value = int.from_bytes(payload[:4], "big")
         known = {flag.value: flag for flag in PortFlag}
-        return FlagReceived(known.get(value, value))
+        return FlagReceived(known.get(value, value), ConnectError.from_flag_payload(payload))
     return UnknownPayloadReceived(kind, payload)

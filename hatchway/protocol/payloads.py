@@ -159,6 +159,9 @@ class ActionType(enum.StrEnum):
     # Hatchway's optional action: a client that accepts it gets the exit status as
     # PayloadType 12. Reference clients answer "unsupported", and get none.
     EXIT_CODE_REPORTING = "ExitCodeReporting"
+    # Hatchway's optional action: a client that accepts it gets the reason after a
+    # ConnectToPortError flag (protocol/port.py, ConnectError).
+    PORT_ERROR_DETAILS = "PortErrorDetails"
 
 
 class ActionStatus(enum.IntEnum):

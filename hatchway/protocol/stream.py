@@ -183,6 +183,7 @@ class DataChannel:
         self._undelivered_limit = undelivered_bytes
         self._undelivered_bytes = 0
         self._we_paused_peer = False
+        self._holding = False
 
         self._events: deque[Event] = deque()
         self._wire: list[bytes] = []
@@ -277,6 +278,22 @@ class DataChannel:
             self._we_paused_peer = False
             self._wire.append(self._control(MessageType.START_PUBLICATION, now))
 
+    def hold_incoming(self, now: float) -> None:
+        """Our consumer is congested: take no new stream data until ``release_incoming``.
+        What arrives meanwhile stays unacknowledged, so the peer keeps it and sends it
+        again; the peer is also asked to pause, which Hatchway peers and the official
+        agent honour (the reference plugin ignores it and just retransmits)."""
+        self._holding = True
+        self.pause_peer(now)
+
+    def release_incoming(self, now: float) -> None:
+        self._holding = False
+        self.resume_peer(now)
+
+    @property
+    def holding(self) -> bool:
+        return self._holding
+
     def send_message(self, message: AgentMessage) -> None:
         """Put an unsequenced message (channel_closed, agent_session_state...) on the wire."""
         self._wire.append(message.encode())
@@ -303,6 +320,9 @@ class DataChannel:
                 self.peer_paused = True
                 self._events.append(PublicationPaused())
         elif kind == MessageType.START_PUBLICATION:
+            # The peer may have dropped what we sent while it was congested; sending it
+            # now beats waiting out a backed-off retransmission timer.
+            self.resend_unacked(now)
             if self.peer_paused:
                 self.peer_paused = False
                 self._events.append(PublicationResumed())
@@ -389,6 +409,8 @@ class DataChannel:
         if seq < self._expected:
             self._ack(message, now)  # a duplicate: its ack was lost, so ack again
             return
+        if self._holding:
+            return  # our consumer is congested: the peer keeps it and sends it again
         if self._undelivered_bytes and (
             self._undelivered_bytes + len(message.payload) > self._undelivered_limit
         ):

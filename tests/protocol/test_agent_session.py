@@ -72,7 +72,11 @@ def test_handshake_for_a_shell_with_exit_codes():
     assert request_event.payload_type == PayloadType.HANDSHAKE_REQUEST
     request = HandshakeRequest.from_json(request_event.payload)
     assert request.session_type == "Standard_Stream"
-    assert [a.action_type for a in request.actions] == ["SessionType", EXIT_CODE_ACTION]
+    assert [a.action_type for a in request.actions] == [
+        "SessionType",
+        EXIT_CODE_ACTION,
+        "PortErrorDetails",
+    ]
     respond(
         client,
         [ProcessedClientAction("SessionType", 1), ProcessedClientAction(EXIT_CODE_ACTION, 1)],
