@@ -2,9 +2,12 @@
 
 import os
 import pathlib
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.sshd import SshServer, running_sshd
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -23,3 +26,11 @@ def pyssm_python() -> pathlib.Path:
     if not path.exists():
         pytest.fail(f"pyssm-client's virtualenv is missing ({path}); run the tests with make test")
     return path
+
+
+@pytest.fixture
+def sshd(tmp_path: pathlib.Path) -> Iterator[SshServer]:
+    """A real OpenSSH server on loopback that accepts ``sshd.client_key``. Without
+    /usr/sbin/sshd the test errors (it does not skip): make test installs it."""
+    with running_sshd(tmp_path / "sshd") as server:
+        yield server
