@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .config import AwsSettings, StartedSession, kms_endpoint_for
-from .errors import ClientFailure, ExitStatus, InvalidArguments, UnsupportedSession
+from .errors import ClientFailure, ExitStatus, InvalidArguments
 from .terminal import Terminal
 
 if TYPE_CHECKING:
@@ -37,8 +37,10 @@ INSTALLED_BANNER = (
     "\nThe Session Manager plugin was installed successfully. "
     "Use the AWS CLI to start a session.\n\n"
 )
-# Documents whose sessions are port sessions; the handshake catches any others.
+# Documents whose sessions are port sessions. A custom document counts as one when the
+# request passes it a portNumber; the handshake catches any other mismatch.
 PORT_DOCUMENT_PREFIXES = ("AWS-StartPortForwarding", "AWS-StartSSHSession")
+PORT_PARAMETERS = ("portNumber", "localPortNumber")
 PLUGIN_MARKER = "# Written by hatchway install-plugin."
 
 log = logging.getLogger("hatchway.client")
@@ -97,12 +99,10 @@ def _parameters_from_json(text: str) -> dict[str, list[str]]:
     return result
 
 
-def refuse_port_documents(document_name: str | None) -> None:
+def is_port_session(document_name: str | None, parameters: dict[str, Any]) -> bool:
     if document_name and document_name.startswith(PORT_DOCUMENT_PREFIXES):
-        raise UnsupportedSession(
-            f"Error: {document_name} starts a port forwarding session, which hatchway's "
-            "client does not support yet."
-        )
+        return True
+    return any(name in parameters for name in PORT_PARAMETERS)
 
 
 # --- running a session ------------------------------------------------------------------
@@ -139,13 +139,18 @@ def run_session(
     terminal: Terminal,
     *,
     target: str,
+    port: bool = False,
     accept_kms: bool = True,
+    local_host: str | None = None,
 ) -> int:
-    from .shell import ShellOptions, ShellRunner
+    from .port import PortRunner
+    from .runner import SessionOptions
+    from .shell import ShellRunner
 
     terminal.status(f"\nStarting session with SessionId: {started.session_id}\n")
-    options = ShellOptions(started, target, accept_kms=accept_kms)
-    return asyncio.run(ShellRunner(options, api, terminal, log).run())
+    options = SessionOptions(started, target, accept_kms=accept_kms, local_host=local_host)
+    runner = PortRunner if port else ShellRunner
+    return asyncio.run(runner(options, api, terminal, log).run())
 
 
 def report(failure: ClientFailure, terminal: Terminal) -> int:
@@ -173,7 +178,10 @@ def _guarded(terminal: Terminal, body: Callable[[], int]) -> int:
 @click.option("--document-name", help="The session document; a shell when omitted.")
 @click.option("--parameters", help='JSON such as {"k":["v"]}, or k=v,k=v.')
 @click.option("--reason", help="Why the session is started; recorded by the service.")
-@click.option("--local-host", help="Local address for port forwarding (not yet supported).")
+@click.option(
+    "--local-host",
+    help="Port forwarding: the local address to listen on (default 127.0.0.1).",
+)
 @click.option("--endpoint-url", help="The SSM endpoint (and KMS, unless it is AWS's).")
 @click.option("--region", help="The region; botocore's resolution when omitted.")
 @click.option("--profile", help="The profile for credentials, region and endpoint.")
@@ -203,16 +211,18 @@ def start_session(
         if not target.strip():
             raise InvalidArguments("--target must not be empty")
         params = parse_parameters(parameters)
-        refuse_port_documents(document_name)
-        if local_host:
-            log.debug("--local-host %s is used by port forwarding only", local_host)
+        port = is_port_session(document_name, params)
+        if local_host and not port:
+            raise InvalidArguments("--local-host is for port forwarding documents only")
         settings = AwsSettings(
             profile, region, endpoint_url, kms_endpoint_url=kms_endpoint_for(endpoint_url)
         )
         api = control_plane(settings)
         api.check_credentials()
         started = api.start_session(target, document_name, params, reason)
-        return run_session(api, started, terminal, target=target)
+        return run_session(
+            api, started, terminal, target=target, port=port, local_host=local_host or None
+        )
 
     ctx.exit(_guarded(terminal, body))
 
@@ -291,18 +301,16 @@ def plugin_main(args: Sequence[str], environ: MutableMapping[str, str], terminal
         )
         api = control_plane(settings)
         document = request.get("DocumentName")
-        try:
-            refuse_port_documents(document if isinstance(document, str) else None)
-        except UnsupportedSession:
-            # The CLI has already started the session; do not leave it waiting.
-            try:
-                api.terminate_session(started.session_id)
-            except ClientFailure as failure:
-                terminal.error(f"Warning: could not terminate the session: {failure}\n")
-            raise
+        parameters = request.get("Parameters")
+        port = is_port_session(
+            document if isinstance(document, str) else None,
+            parameters if isinstance(parameters, dict) else {},
+        )
         # The 4-argument form comes from a CLI too old to pass a profile: the reference
         # refuses KMS for it, asking for an upgrade (§7).
-        return run_session(api, started, terminal, target=request["Target"], accept_kms=argc != 4)
+        return run_session(
+            api, started, terminal, target=request["Target"], port=port, accept_kms=argc != 4
+        )
 
     return _guarded(terminal, body)
 

@@ -214,10 +214,20 @@ class SmuxSession:
             raise ProtocolError("window updates need smux version 2")
         self._emit(Command.UPD, stream_id, UPD_PAYLOAD.pack(consumed, window))
 
-    def data_to_send(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
+    def data_to_send(self, limit: int | None = None) -> bytes:
+        """Up to ``limit`` bytes of frames (all when None). Frames are a byte stream to
+        the peer, so a cut between any two bytes is fine; the rest waits for next time."""
+        if limit is None or limit >= len(self._out):
+            out = bytes(self._out)
+            self._out.clear()
+        else:
+            out = bytes(self._out[:limit])
+            del self._out[:limit]
         return out
+
+    @property
+    def bytes_to_send(self) -> int:
+        return len(self._out)
 
     # --- receiving --------------------------------------------------------------------
 

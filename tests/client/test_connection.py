@@ -23,7 +23,8 @@ from hatchway.client.connection import (
 )
 from hatchway.client.control import ControlPlane
 from hatchway.client.errors import InvalidArguments, TransportFailure
-from hatchway.client.shell import ShellOptions, ShellRunner, closing_line, exit_status_for
+from hatchway.client.runner import SessionOptions, closing_line
+from hatchway.client.shell import ShellRunner, exit_status_for
 from hatchway.client.terminal import Terminal
 from tests.certs import PrivateCA
 
@@ -140,7 +141,7 @@ def runner_for(service, started, stdin_data=b""):
     stdout, stderr = io.BytesIO(), io.StringIO()
     terminal = Terminal(stdin, stdout, stderr, environ={})
     api = ControlPlane(AwsSettings(region="us-east-1", endpoint_url=service.url), LOG)
-    options = ShellOptions(started, TARGET, retry=RetryPolicy(attempts=2, first_delay=0.01))
+    options = SessionOptions(started, TARGET, retry=RetryPolicy(attempts=2, first_delay=0.01))
     return ShellRunner(options, api, terminal, LOG), stdin, stdout, stderr
 
 

@@ -247,11 +247,11 @@ def test_missing_target_exits_252():
     assert b"--target" in result.stderr
 
 
-def test_port_forwarding_document_is_refused_before_starting():
+def test_local_host_without_port_forwarding_is_refused_before_starting():
     with fake_service() as service:
-        result = run(service, "--document-name", "AWS-StartPortForwardingSession")
+        result = run(service, "--local-host", "0.0.0.0")
     assert result.returncode == 252
-    assert "port forwarding" in result.stderr.decode()
+    assert "--local-host is for port forwarding" in result.stderr.decode()
     assert service.calls == []
 
 
@@ -260,7 +260,8 @@ def test_port_session_type_from_the_handshake_is_refused_and_terminated():
         result = run(service, "--document-name", "Custom-Port-Document")
         session = service.only_session()
     assert result.returncode == 252, result.stderr
-    assert "Port sessions (port forwarding) are not yet supported" in result.stderr.decode()
+    assert "starts a Port session, not a shell" in result.stderr.decode()
+    assert "portNumber" in result.stderr.decode()
     assert service.operations() == ["AmazonSSM.StartSession", "AmazonSSM.TerminateSession"]
     (response,) = session.responses  # the agent learnt why, too
     assert response.actions[0].status == 2
