@@ -24,6 +24,7 @@ import contextlib
 import errno
 import logging
 import socket
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -45,6 +46,7 @@ DIAL_TIMEOUT = 15.0
 READ_CHUNK = 32 * 1024  # one smux frame at the library's default MaxFrameSize
 WRITE_HIGH = 1024 * 1024
 WRITE_LOW = 256 * 1024
+BACKLOG = 256 * 1024  # smux frames queued for the data channel before reads pause
 KEEPALIVE_SECONDS = 10.0  # smux's default interval, for clients that keep keep-alive on
 
 
@@ -55,7 +57,7 @@ class PortHost(Protocol):
     extra: dict[str, Any]
 
     async def flush(self) -> None: ...
-    async def room(self) -> None: ...
+    async def room(self, size: int = ...) -> None: ...
     def hold_input(self, key: object) -> None: ...
     def release_input(self, key: object) -> None: ...
     def finish(self, status: str, output: str) -> None: ...
@@ -128,6 +130,21 @@ def write_eof(writer: asyncio.StreamWriter) -> None:
 class Forwarder:
     """The interface ``SessionWorker`` drives."""
 
+    host: PortHost
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A task whose unexpected failure ends the session loudly instead of hanging it."""
+        task = asyncio.create_task(coro)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.error("port forwarding task failed", exc_info=exc, extra=self.host.extra)
+        self.host.finish("Failed", f"Internal agent error in port forwarding: {exc!r}")
+
     async def start(self) -> None:
         raise NotImplementedError
 
@@ -170,11 +187,11 @@ class StreamForwarder(Forwarder):
     async def _connect(self) -> None:
         reader, self.writer = await dial(self.destination)
         log.info("connected", extra={**self.host.extra, "destination": str(self.destination)})
-        self.reader_task = asyncio.create_task(self._pump(reader, self.writer))
+        self.reader_task = self.spawn(self._pump(reader, self.writer))
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
-            await self.host.room()
+            await self.host.room(READ_CHUNK)
             try:
                 data = await reader.read(READ_CHUNK)
             except OSError as exc:
@@ -206,7 +223,7 @@ class StreamForwarder(Forwarder):
         assert self.writer is not None
         self.writer.write(data)
         if self.writer.transport.get_write_buffer_size() > WRITE_HIGH and self.drainer is None:
-            self.drainer = asyncio.create_task(self._drain(self.writer))
+            self.drainer = self.spawn(self._drain(self.writer))
 
     async def _drain(self, writer: asyncio.StreamWriter) -> None:
         self.host.hold_input(self)
@@ -255,21 +272,46 @@ class MuxForwarder(Forwarder):
         self.keepalive = keepalive
         self.smux = SmuxSession(client=False)
         self.connections: dict[int, Connection] = {}
-        self.keepalive_task: asyncio.Task[None] | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+        self.frames_ready = asyncio.Event()
+        self.backlog_room = asyncio.Event()
+        self.backlog_room.set()
 
     async def start(self) -> None:
         log.info(
             "port forwarding ready",
             extra={**self.host.extra, "destination": str(self.destination), "mode": "mux"},
         )
+        self.tasks.append(self.spawn(self._send_loop()))
         if self.keepalive:
-            self.keepalive_task = asyncio.create_task(self._keep_alive())
+            self.tasks.append(self.spawn(self._keep_alive()))
 
     async def _keep_alive(self) -> None:
         while True:
             await asyncio.sleep(KEEPALIVE_SECONDS)
             self.smux.keepalive()
-            await self._send_frames()
+            self._queue_frames()
+
+    def _queue_frames(self) -> None:
+        """smux produced frames: the send loop takes them as the data channel has room."""
+        if self.smux.bytes_to_send:
+            self.frames_ready.set()
+            if self.smux.bytes_to_send >= BACKLOG:
+                self.backlog_room.clear()
+
+    async def _send_loop(self) -> None:
+        """The one writer of smux frames into the session. Frames are a byte stream, so
+        each message takes as much as the send buffer has room for."""
+        session = self.host.session
+        while True:
+            await self.frames_ready.wait()
+            self.frames_ready.clear()
+            while self.smux.bytes_to_send:
+                await self.host.room(1)
+                session.send_output(self.smux.data_to_send(session.send_capacity), self.host.now())
+                await self.host.flush()
+                if self.smux.bytes_to_send < BACKLOG:
+                    self.backlog_room.set()
 
     async def on_input(self, data: bytes) -> None:
         try:
@@ -284,18 +326,12 @@ class MuxForwarder(Forwarder):
                 self._write(event.stream_id, event.data)
             elif isinstance(event, StreamEnded):
                 self._client_finished(event.stream_id)
-        await self._send_frames()
-
-    async def _send_frames(self) -> None:
-        frames = self.smux.data_to_send()
-        if frames:
-            self.host.session.send_output(frames, self.host.now())
-            await self.host.flush()
+        self._queue_frames()
 
     def _open(self, stream_id: int) -> None:
         connection = Connection(stream_id)
         self.connections[stream_id] = connection
-        connection.tasks.append(asyncio.create_task(self._serve(connection)))
+        connection.tasks.append(self.spawn(self._serve(connection)))
 
     async def _serve(self, connection: Connection) -> None:
         try:
@@ -322,14 +358,15 @@ class MuxForwarder(Forwarder):
             extra={**self.host.extra, "stream": sid, "error": reason},
         )
         error = ConnectError(sid, str(self.destination), reason)
+        await self.host.room(1024)
         self.host.session.send_connect_error(error, self.host.now())
+        await self.host.flush()
         self._forget(connection)
-        await self._send_frames()
 
     async def _pump(self, connection: Connection, reader: asyncio.StreamReader) -> None:
         sid = connection.stream_id
         while True:
-            await self.host.room()
+            await self.backlog_room.wait()
             try:
                 data = await reader.read(READ_CHUNK)
             except OSError:
@@ -337,14 +374,14 @@ class MuxForwarder(Forwarder):
             if not data or sid not in self.smux.streams:
                 break
             self.smux.send(sid, data)
-            await self._send_frames()
+            self._queue_frames()
         # The destination is done sending: FIN tells the client, and once the client
         # has said FIN too, the connection is over.
         if connection.client_done:
             self._forget(connection)
         elif sid in self.smux.streams:
             self.smux.close_stream(sid)
-        await self._send_frames()
+        self._queue_frames()
 
     def _write(self, stream_id: int, data: bytes) -> None:
         connection = self.connections.get(stream_id)
@@ -367,7 +404,7 @@ class MuxForwarder(Forwarder):
         if writer.transport.get_write_buffer_size() > WRITE_HIGH:
             connection.draining = True
             self.host.hold_input(connection)
-            connection.tasks.append(asyncio.create_task(self._drain(connection, writer)))
+            connection.tasks.append(self.spawn(self._drain(connection, writer)))
 
     async def _drain(self, connection: Connection, writer: asyncio.StreamWriter) -> None:
         try:
@@ -391,6 +428,7 @@ class MuxForwarder(Forwarder):
         """The connection is over: close the socket, and the stream if it is open."""
         self.connections.pop(connection.stream_id, None)
         self.smux.close_stream(connection.stream_id)
+        self._queue_frames()
         if connection.draining:
             connection.draining = False
             self.host.release_input(connection)
@@ -398,10 +436,8 @@ class MuxForwarder(Forwarder):
             connection.writer.close()
 
     async def close(self) -> None:
-        if self.keepalive_task is not None:
-            self.keepalive_task.cancel()
         connections, self.connections = list(self.connections.values()), {}
-        tasks = [task for connection in connections for task in connection.tasks]
+        tasks = [*self.tasks, *(task for connection in connections for task in connection.tasks)]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -29,7 +29,7 @@ from ..protocol.port import Destination, agent_port_mode, destination_from
 from .datachannel import open_data_channel, session_state_message
 from .identity import Identity
 from .port import Forwarder, forwarder_for
-from .shell import ShellError, ShellProcess, ShellSpec
+from .shell import READ_CHUNK, ShellError, ShellProcess, ShellSpec
 
 log = logging.getLogger("hatchway.agent.session")
 
@@ -363,9 +363,10 @@ class SessionWorker:
         log.info("process started", extra={**self.extra, "pid": self.shell.pid})
         self.tasks.append(asyncio.create_task(self.pump_process()))
 
-    async def room(self) -> None:
-        """Wait until the data channel can take more: flow control towards the client."""
-        while self.session.send_capacity <= 0:
+    async def room(self, size: int = READ_CHUNK) -> None:
+        """Wait until the data channel takes ``size`` more bytes: flow control towards
+        the client."""
+        while self.session.send_capacity < size:
             self.capacity.clear()
             await self.capacity.wait()
 
