@@ -43,6 +43,7 @@ from hatchway.protocol.client_session import (
     parse_exit_code,
 )
 from hatchway.protocol.payloads import RequestedClientAction
+from hatchway.protocol.port import ConnectError
 from hatchway.protocol.stream import StreamData
 
 T0 = 1_700_000_000.0
@@ -359,6 +360,8 @@ def test_stderr_flags_and_other_payloads_become_events():
     pair.agent_sends(b"err", PayloadType.STDERR)
     pair.agent_sends(PortFlag.CONNECT_TO_PORT_ERROR.to_bytes_payload(), PayloadType.FLAG)
     pair.agent_sends(b"\x00\x00\x00\x09", PayloadType.FLAG)
+    detail = ConnectError(3, "localhost:9", "connection refused by localhost:9")
+    pair.agent_sends(detail.to_flag_payload(), PayloadType.FLAG)
     pair.agent_sends(b"?", PayloadType.ERROR)
     events = pair.events()[1:]
     assert events == [
@@ -366,6 +369,7 @@ def test_stderr_flags_and_other_payloads_become_events():
         StdErrReceived(b"err"),
         FlagReceived(PortFlag.CONNECT_TO_PORT_ERROR),
         FlagReceived(9),
+        FlagReceived(PortFlag.CONNECT_TO_PORT_ERROR, detail),
         UnknownPayloadReceived(PayloadType.ERROR, b"?"),
     ]
     assert isinstance(events[2].flag, PortFlag)
@@ -430,6 +434,14 @@ def test_input_is_split_into_reference_sized_messages():
     pair.agent_sends(b"$ ")
     pair.client.send_input(bytes(3000), pair.now)
     assert [len(m.payload) for m in pair.to_agent()] == [1024, 1024, 952]
+
+
+def test_port_sessions_may_send_larger_messages():
+    pair = Pair()
+    pair.client.max_input_chunk = 64 * 1024
+    pair.agent_sends(b"$ ")
+    pair.client.send_input(bytes(100_000), pair.now)
+    assert [len(m.payload) for m in pair.to_agent()] == [65536, 100_000 - 65536]
 
 
 def test_flag_is_sent_big_endian():

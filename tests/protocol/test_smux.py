@@ -4,6 +4,7 @@ from hypothesis import strategies as st
 
 from hatchway.protocol import ProtocolError
 from hatchway.protocol.smux import (
+    HEADER_SIZE,
     Command,
     Frame,
     FrameReader,
@@ -115,3 +116,18 @@ def test_reader_keeps_at_most_one_partial_frame():
     reader = FrameReader()
     assert reader.feed(bytes.fromhex("0102ffff03")) == []
     assert reader.pending_bytes == 5
+
+
+def test_data_to_send_can_be_taken_in_parts():
+    session = SmuxSession(client=True)
+    sid = session.open_stream()
+    session.send(sid, b"x" * 100)
+    whole = HEADER_SIZE + HEADER_SIZE + 100
+    assert session.bytes_to_send == whole
+    first = session.data_to_send(10)
+    assert len(first) == 10 and session.bytes_to_send == whole - 10
+    rest = session.data_to_send()
+    server = SmuxSession(client=False)
+    server.receive_data(first + rest)
+    assert server.next_event() == StreamOpened(sid)
+    assert server.next_event() == StreamData(sid, b"x" * 100)

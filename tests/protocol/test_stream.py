@@ -354,3 +354,49 @@ def test_exactly_once_in_order_under_loss_duplication_and_reordering(chunks_up, 
     for side in got.values():
         seqs = [e.sequence_number for e in side]
         assert seqs == list(range(len(seqs)))
+
+
+def test_holding_incoming_data_keeps_it_unacked_until_released():
+    client, agent = DataChannel(Role.CLIENT), DataChannel(Role.AGENT)
+    agent.send(b"before", now=T0)
+    client.receive(agent.data_to_send()[0], now=T0)
+    client.hold_incoming(now=T0)
+    assert client.holding
+    frames = client.data_to_send()
+    assert [decode(f).message_type for f in frames] == ["acknowledge", "pause_publication"]
+    for frame in frames:
+        agent.receive(frame, now=T0)
+    agent.send(b"held by the sender", now=T0)
+    assert agent.data_to_send() == []  # paused: a Hatchway sender holds new data back
+    # What was in flight when the pause came is dropped without an ack.
+    in_flight = AgentMessage(
+        message_type=MessageType.OUTPUT_STREAM_DATA,
+        created_date=1,
+        sequence_number=1,
+        payload=b"held by the sender",
+    ).encode()
+    client.receive(in_flight, now=T0)
+    assert acks_in(client.data_to_send()) == []
+    assert stream_bytes(drain(client)) == b"before"
+    client.release_incoming(now=T0)
+    (start,) = client.data_to_send()
+    assert decode(start).message_type == "start_publication"
+    agent.receive(start, now=T0)
+    (frame,) = agent.data_to_send()
+    client.receive(frame, now=T0)
+    assert stream_bytes(drain(client)) == b"held by the sender"
+
+
+def test_start_publication_resends_unacked_data_at_once():
+    client, agent = DataChannel(Role.CLIENT), DataChannel(Role.AGENT)
+    agent.send(b"lost", now=T0)
+    agent.data_to_send()  # the receiver dropped it while congested
+    client.release_incoming(now=T0)  # nothing held: no message
+    assert client.data_to_send() == []
+    client.hold_incoming(now=T0)
+    client.release_incoming(now=T0)
+    pause, start = client.data_to_send()
+    agent.receive(pause, now=T0)
+    agent.receive(start, now=T0 + 0.001)  # long before the retransmission timer
+    (again,) = agent.data_to_send()
+    assert decode(again).payload == b"lost"
