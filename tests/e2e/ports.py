@@ -1,11 +1,15 @@
-"""Loopback helpers for port-forwarding tests: a free port, an HTTP origin, waiting."""
+"""Loopback helpers for port-forwarding tests: origins, echo servers, and clients that
+forward a port."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import http.server
+import os
 import re
+import signal
 import socket
 import socketserver
 import subprocess
@@ -160,7 +164,10 @@ class Forwarder:
 
     def stop(self) -> int:
         if self.process.poll() is None:
-            self.process.send_signal(2)  # Ctrl-C
+            # Ctrl-C reaches the whole process group, as from a terminal: the AWS CLI
+            # ignores it and leaves it to its plugin.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGINT)
         try:
             code = self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -170,6 +177,22 @@ class Forwarder:
         return code
 
 
+def start_session_command(
+    target: str, parameters: str, document: str, extra: tuple[str, ...] = ()
+) -> list[str]:
+    return [
+        *HATCHWAY,
+        "start-session",
+        "--target",
+        target,
+        "--document-name",
+        document,
+        "--parameters",
+        parameters,
+        *extra,
+    ]
+
+
 @contextmanager
 def forwarding(
     env: dict[str, str],
@@ -177,23 +200,17 @@ def forwarding(
     parameters: str,
     document: str = "AWS-StartPortForwardingSession",
     extra: tuple[str, ...] = (),
+    command: list[str] | None = None,
 ) -> Iterator[Forwarder]:
+    """A port forwarding client (``hatchway start-session`` unless ``command`` names
+    another), once its listener is open."""
     process = subprocess.Popen(
-        [
-            *HATCHWAY,
-            "start-session",
-            "--target",
-            target,
-            "--document-name",
-            document,
-            "--parameters",
-            parameters,
-            *extra,
-        ],
+        command or start_session_command(target, parameters, document, extra),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )
     forwarder = Forwarder(process)
     try:

@@ -1,11 +1,16 @@
 """`hatchway start-session` port forwarding against a real server and agent."""
 
+import json
 import os
 import socket
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from tests.e2e.ports import (
+    HATCHWAY,
     EchoServer,
     HttpOrigin,
     digest,
@@ -13,6 +18,8 @@ from tests.e2e.ports import (
     forwarding,
     free_port,
 )
+
+AWS = str(Path(sys.executable).parent / "aws")
 
 
 def test_http_through_the_tunnel(stack, client_env):
@@ -141,3 +148,32 @@ def test_a_stalled_reader_does_not_stall_the_session_forever(stack, client_env):
                     got += chunk
                 rest.result(60)
         assert digest(bytes(got)) == digest(payload)
+
+
+def test_aws_cli_port_forwarding_with_the_plugin_drop_in(stack, client_env, tmp_path):
+    _, agent = stack
+    bin_dir = tmp_path / "bin"
+    subprocess.run(
+        [*HATCHWAY, "install-plugin", "--dir", str(bin_dir)],
+        check=True,
+        env=client_env,
+        capture_output=True,
+        timeout=30,
+    )
+    env = client_env | {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    body = os.urandom(1 << 20)
+    with HttpOrigin(body) as origin:
+        parameters = json.dumps({"portNumber": [str(origin.port)], "localPortNumber": ["0"]})
+        command = [
+            AWS,
+            "ssm",
+            "start-session",
+            "--target",
+            agent.instance_id,
+            "--document-name",
+            "AWS-StartPortForwardingSession",
+            "--parameters",
+            parameters,
+        ]
+        with forwarding(env, "", "", command=command) as tunnel:
+            assert digest(HttpOrigin.fetch_through(tunnel.port)) == digest(body)
