@@ -382,6 +382,14 @@ class SessionRunner:
             self._main.cancel()
 
     async def _shutdown(self) -> None:
+        channel = self._session.channel
+        self._log.debug(
+            "data channel: %d messages sent, %d retransmitted, rtt %.1f ms, rto %.1f ms",
+            channel.next_sequence_number,
+            channel.retransmissions,
+            channel.rtt.rtt * 1000,
+            channel.rtt.rto * 1000,
+        )
         await self._close()
         for task in list(self._tasks):
             task.cancel()

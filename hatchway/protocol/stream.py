@@ -173,6 +173,8 @@ class DataChannel:
         self._timers: list[tuple[float, int, int]] = []  # (retry_at, seq, attempts)
         self._max_attempts = max_attempts
         self.peer_paused = False
+        self.retransmissions = 0  # sends beyond the first, for diagnostics
+        self._quiet_until = 0.0  # no other timed-out message is resent before this
 
         # receiving
         self._expected = 0
@@ -352,15 +354,26 @@ class DataChannel:
         return self._timers[0][0] if self._timers else None
 
     def tick(self, now: float) -> None:
-        """Retransmit what has waited longer than its timeout."""
+        """Retransmit what has waited longer than its timeout.
+
+        At most one message per RTO: when many time out together, the cause is nearly
+        always a queue (a busy peer, a full socket), not many losses, and resending them
+        all would double the load on that queue and feed the delay that caused it. The
+        oldest goes again; the others wait one more RTO, and are usually acked by then.
+        Real losses are rare on a WebSocket, and a reconnect resends everything anyway.
+        """
         if self.state is not ChannelState.OPEN:
             return
         while True:
             self._drop_stale_timers()
             if not self._timers or self._timers[0][0] > now:
                 return
-            _, seq, _ = heapq.heappop(self._timers)
+            _, seq, attempts = heapq.heappop(self._timers)
             entry = self._unacked[seq]
+            if now < self._quiet_until:
+                entry.retry_at = self._quiet_until
+                heapq.heappush(self._timers, (entry.retry_at, seq, attempts))
+                continue
             if entry.attempts >= self._max_attempts:
                 self._fail(
                     f"message {seq} was not acknowledged after {entry.attempts} sends; "
@@ -369,9 +382,11 @@ class DataChannel:
                 return
             self._wire.append(entry.frame)
             entry.attempts += 1
+            self.retransmissions += 1
             backoff = min(MAX_BACKOFF, self.rtt.rto * 2 ** min(entry.attempts - 1, 16))
             entry.retry_at = now + backoff
             heapq.heappush(self._timers, (entry.retry_at, seq, entry.attempts))
+            self._quiet_until = now + self.rtt.rto
 
     # --- internals --------------------------------------------------------------------
 

@@ -184,11 +184,15 @@ def test_undelivered_data_stops_being_acked_until_the_consumer_pulls_it():
         agent.send(b"z" * 1000, now=T0)
     for frame in agent.data_to_send():
         client.receive(frame, now=T0)
-    assert len(acks_in(client.data_to_send())) == 2
+    acks = client.data_to_send()
+    assert len(acks_in(acks)) == 2
+    for ack in acks:
+        agent.receive(ack, now=T0)
     assert len(stream_bytes(drain(client))) == 2000
-    agent.tick(T0 + 1)
-    for frame in agent.data_to_send():
-        client.receive(frame, now=T0 + 1)
+    for later in (T0 + 1, T0 + 2):  # one resend per RTO: the oldest first
+        agent.tick(later)
+        for frame in agent.data_to_send():
+            client.receive(frame, now=later)
     assert len(stream_bytes(drain(client))) == 2000
 
 
@@ -400,3 +404,23 @@ def test_start_publication_resends_unacked_data_at_once():
     agent.receive(start, now=T0 + 0.001)  # long before the retransmission timer
     (again,) = agent.data_to_send()
     assert decode(again).payload == b"lost"
+
+
+def test_messages_that_time_out_together_are_resent_one_per_rto():
+    client, agent = DataChannel(Role.CLIENT), DataChannel(Role.AGENT)
+    for n in range(5):
+        agent.send(b"m%d" % n, now=T0)
+    agent.data_to_send()  # all delayed in some queue
+    agent.tick(T0 + 0.5)
+    (first,) = agent.data_to_send()
+    assert decode(first).sequence_number == 0
+    agent.tick(T0 + 0.5 + agent.rtt.rto / 2)
+    assert agent.data_to_send() == []  # still within the RTO of that resend
+    for frame in [first]:
+        client.receive(frame, now=T0 + 0.6)
+    for ack in client.data_to_send():
+        agent.receive(ack, now=T0 + 0.6)
+    agent.tick(T0 + 0.5 + agent.rtt.rto)
+    (second,) = agent.data_to_send()
+    assert decode(second).sequence_number == 1
+    assert agent.retransmissions == 2
