@@ -1,4 +1,5 @@
-"""``hatchway up``: a server and a local agent registered to it, in one process.
+"""``hatchway up``: a server and a local agent registered to it; the agent runs as a child
+process, as it would on a real node.
 
 This is the composition root for the quick start, so it is the one place (with cli.py)
 that imports both the server and the agent.
@@ -10,6 +11,7 @@ import asyncio
 import configparser
 import contextlib
 import dataclasses
+import logging
 import sys
 from pathlib import Path
 
@@ -20,10 +22,15 @@ from aiohttp import web
 from .agent.api import call_json
 from .agent.identity import Identity, IdentityError
 from .agent.register import register
-from .agent.runtime import Agent, AgentConfig
 from .server.app import STATE
 from .server.config import ServerConfig
 from .server.run import describe_start, serve
+
+log = logging.getLogger("hatchway.up")
+
+AGENT_RESTARTS = 5
+AGENT_STOP_SECONDS = 10.0
+AGENT_CONNECT_SECONDS = 60.0
 
 
 def admin_identity(home: Path, url: str, region: str) -> Identity:
@@ -91,24 +98,77 @@ def connect_help(home: Path, url: str, region: str, target: str) -> str:
 async def run_up(home: Path, host: str, port: int, stop: asyncio.Event) -> None:
     """Serve until ``stop``; the caller has set up ``home`` and logging."""
     config = ServerConfig(home=home, host=host, port=port)
-    ready: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
+    ready: asyncio.Future[tuple[str, web.Application]] = asyncio.get_running_loop().create_future()
 
     def on_ready(app: web.Application, url: str) -> None:
         click.echo(describe_start(app, url))
         sys.stdout.flush()
-        ready.set_result((url, app[STATE].region))
+        ready.set_result((url, app))
 
     server = asyncio.create_task(serve(config, on_ready, stop))
     done, _ = await asyncio.wait({server, ready}, return_when=asyncio.FIRST_COMPLETED)
     if server in done:
         server.result()  # raises what stopped it, such as the port being taken
         return
-    url, region = ready.result()
+    url, app = ready.result()
+    region = app[STATE].region
     identity = await local_agent_identity(home, url, region)
-    click.echo(connect_help(home, url, region, identity.instance_id))
-    sys.stdout.flush()  # the quick start reads these lines; do not leave them in a buffer
-    agent = Agent(AgentConfig(home=home / "agent"), identity)
+    agent = asyncio.create_task(run_agent_process(home / "agent", stop))
     try:
-        await asyncio.gather(server, agent.run(stop))
+        # Say "ready" only once a session can start: the agent has connected.
+        connected = asyncio.create_task(
+            app[STATE].extensions["control"].wait_connected(identity.instance_id)
+        )
+        await asyncio.wait(
+            {connected, agent, server},
+            timeout=AGENT_CONNECT_SECONDS,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if not connected.done():
+            connected.cancel()
+            log.error("the local agent has not connected; see %s", home / "agent" / "logs")
+        click.echo(connect_help(home, url, region, identity.instance_id))
+        sys.stdout.flush()  # the quick start reads these lines; do not leave them in a buffer
+        await asyncio.gather(server, agent)
     finally:
         stop.set()
+        await asyncio.gather(agent, return_exceptions=True)
+
+
+async def run_agent_process(agent_home: Path, stop: asyncio.Event) -> None:
+    """The local agent runs as its own process, as it does on a real node: it gets a core
+    of its own, and a crash in it cannot take the server down. It is restarted (a few
+    times, with back-off) if it dies, and stopped with SIGTERM when ``stop`` is set."""
+    command = [sys.executable, "-m", "hatchway", "agent", "run", "--home", str(agent_home)]
+    for attempt in range(AGENT_RESTARTS + 1):
+        process = await asyncio.create_subprocess_exec(
+            *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL
+        )
+        waiter = asyncio.create_task(process.wait())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if stop.is_set():
+            await stop_process(process, waiter)
+            return
+        delay = min(30.0, 2.0**attempt)
+        log.error(
+            "the local agent exited with status %s; restarting it in %.0f s",
+            process.returncode,
+            delay,
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        if stop.is_set():
+            return
+    log.error("the local agent keeps exiting; see %s", agent_home / "logs")
+
+
+async def stop_process(process: asyncio.subprocess.Process, waiter: asyncio.Task[int]) -> None:
+    if process.returncode is None:
+        process.terminate()
+    try:
+        await asyncio.wait_for(asyncio.shield(waiter), AGENT_STOP_SECONDS)
+    except TimeoutError:
+        process.kill()
+        await waiter

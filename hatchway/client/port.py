@@ -44,8 +44,8 @@ from .errors import ClientFailure, InvalidArguments, SessionBroken, UnsupportedS
 from .runner import SessionOptions, SessionRunner, closing_line
 from .terminal import Terminal
 
-MESSAGE_BYTES = 64 * 1024  # data-channel message payloads we send
-READ_CHUNK = 32 * 1024  # one smux frame (the library's default MaxFrameSize) per read
+MESSAGE_BYTES = 256 * 1024  # data-channel message payloads we send
+READ_CHUNK = 256 * 1024
 WRITE_HIGH = 1024 * 1024
 WRITE_LOW = 256 * 1024
 DRAIN_SECONDS = 5.0  # stream mode: after stdin ends, how long to wait for acks
@@ -86,7 +86,7 @@ class PortRunner(SessionRunner):
         )
         super().__init__(options, api, terminal, log, session)
         self._mode: PortMode | None = None
-        self._smux = SmuxSession(client=True)
+        self._smux = SmuxSession(client=True, max_frame_size=65535)
         self._connections: dict[int, LocalConnection] = {}
         self._server: asyncio.Server | None = None
         self._holders: set[object] = set()

@@ -62,28 +62,37 @@ class FrameReader:
     def feed(self, data: bytes) -> list[Frame]:
         """Add bytes; return every frame now complete. Raises ProtocolError on a bad header.
 
-        At most one partial frame (<= 8 + 65535 bytes) stays buffered between calls.
+        At most one partial frame (<= 8 + 65535 bytes) stays buffered between calls. When
+        nothing is buffered, frames are cut straight from ``data``: bulk transfers arrive
+        as whole frames, and each byte is then copied once, into its frame.
         """
-        self._buffer += data
+        if self._buffer:
+            self._buffer += data
+            view = memoryview(self._buffer)
+        else:
+            view = memoryview(data)
         frames = []
-        buf = self._buffer
-        offset = 0
-        while len(buf) - offset >= HEADER_SIZE:
-            version, cmd, length, sid = HEADER.unpack_from(buf, offset)
-            if version not in self._versions:
-                raise ProtocolError(f"smux frame has unsupported version {version}")
-            try:
-                command = Command(cmd)
-            except ValueError:
-                raise ProtocolError(f"smux frame has unknown command {cmd}") from None
-            if command is Command.UPD and version < 2:
-                raise ProtocolError("smux UPD frame in a version 1 session")
-            end = offset + HEADER_SIZE + length
-            if end > len(buf):
-                break
-            frames.append(Frame(command, sid, bytes(buf[offset + HEADER_SIZE : end]), version))
-            offset = end
-        del buf[:offset]
+        offset, size = 0, len(view)
+        try:
+            while size - offset >= HEADER_SIZE:
+                version, cmd, length, sid = HEADER.unpack_from(view, offset)
+                if version not in self._versions:
+                    raise ProtocolError(f"smux frame has unsupported version {version}")
+                try:
+                    command = Command(cmd)
+                except ValueError:
+                    raise ProtocolError(f"smux frame has unknown command {cmd}") from None
+                if command is Command.UPD and version < 2:
+                    raise ProtocolError("smux UPD frame in a version 1 session")
+                end = offset + HEADER_SIZE + length
+                if end > size:
+                    break
+                frames.append(Frame(command, sid, bytes(view[offset + HEADER_SIZE : end]), version))
+                offset = end
+            rest = bytes(view[offset:])
+        finally:
+            view.release()  # a bytearray cannot change size while a view is alive
+        self._buffer = bytearray(rest)
         return frames
 
 

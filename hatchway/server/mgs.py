@@ -83,6 +83,7 @@ class MessageGateway:
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.channels: dict[str, ControlChannel] = {}
+        self._channel_opened = asyncio.Event()
         self._heartbeat: asyncio.Task[None] | None = None
         self.task_complete_handlers: list[Any] = []
         self._background: set[asyncio.Task[None]] = set()
@@ -129,6 +130,12 @@ class MessageGateway:
 
     def is_connected(self, instance_id: str) -> bool:
         return instance_id in self.channels
+
+    async def wait_connected(self, instance_id: str) -> None:
+        """Until ``instance_id`` has a control channel; the caller bounds the wait."""
+        while not self.is_connected(instance_id):
+            self._channel_opened.clear()
+            await self._channel_opened.wait()
 
     async def send(self, instance_id: str, message: AgentMessage) -> bool:
         channel = self.channels.get(instance_id)
@@ -191,6 +198,7 @@ class MessageGateway:
         previous = self.channels.get(instance_id)
         channel = ControlChannel(instance_id, ws)
         self.channels[instance_id] = channel
+        self._channel_opened.set()
         if previous is not None:
             await previous.ws.close(message=b"replaced by a newer control channel")
         await self._mark([instance_id], connected=True)
