@@ -141,8 +141,12 @@ async def run_agent_process(agent_home: Path, stop: asyncio.Event) -> None:
     times, with back-off) if it dies, and stopped with SIGTERM when ``stop`` is set."""
     command = [sys.executable, "-m", "hatchway", "agent", "run", "--home", str(agent_home)]
     for attempt in range(AGENT_RESTARTS + 1):
+        # Its own process group: Ctrl-C in the terminal reaches only us, and we stop it.
         process = await asyncio.create_subprocess_exec(
-            *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL
+            *command,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
         )
         waiter = asyncio.create_task(process.wait())
         stopper = asyncio.create_task(stop.wait())
