@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import configparser
 import contextlib
+import ctypes
 import dataclasses
 import logging
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import click
@@ -31,6 +34,7 @@ log = logging.getLogger("hatchway.up")
 AGENT_RESTARTS = 5
 AGENT_STOP_SECONDS = 10.0
 AGENT_CONNECT_SECONDS = 60.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def admin_identity(home: Path, url: str, region: str) -> Identity:
@@ -147,6 +151,7 @@ async def run_agent_process(agent_home: Path, stop: asyncio.Event) -> None:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=stop_with_parent,
         )
         waiter = asyncio.create_task(process.wait())
         stopper = asyncio.create_task(stop.wait())
@@ -166,6 +171,25 @@ async def run_agent_process(agent_home: Path, stop: asyncio.Event) -> None:
         if stop.is_set():
             return
     log.error("the local agent keeps exiting; see %s", agent_home / "logs")
+
+
+def _find_prctl() -> Any:
+    # Looked up here, in the parent: the child of a threaded process should do no more
+    # than call it between fork and exec.
+    try:
+        return ctypes.CDLL(None).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _find_prctl()
+
+
+def stop_with_parent() -> None:
+    """In the child, before exec: on Linux, get SIGTERM when ``hatchway up`` dies, even by
+    SIGKILL, so no agent is left behind dialling a server that is gone."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 async def stop_process(process: asyncio.subprocess.Process, waiter: asyncio.Task[int]) -> None:
