@@ -43,7 +43,7 @@ from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for tests/sshd.py, the sshd the tests use
-from tests.sshd import free_port, running_sshd  # noqa: E402
+from tests.sshd import free_port, running_sshd, stop_process  # noqa: E402
 
 HOST = "127.0.0.1"
 MiB = 1 << 20
@@ -375,15 +375,6 @@ def wait_for_port(port: int, process: subprocess.Popen[Any], what: str) -> None:
             return
         time.sleep(0.05)
     raise PathFailed(f"{what} did not listen on {port} within {READY_TIMEOUT:.0f} s")
-
-
-def stop_process(process: subprocess.Popen[Any]) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SSHD = Path("/usr/sbin/sshd")
 HOST = "127.0.0.1"
@@ -76,6 +77,16 @@ class SshServer:
             f"{self.user}@{self.host}",
             *command,
         ]
+
+
+def stop_process(process: subprocess.Popen[Any]) -> None:
+    """SIGTERM, then SIGKILL if it has not gone within 10 s."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
 
 
 def free_port() -> int:
@@ -182,9 +193,4 @@ def running_sshd(tmp_dir: Path) -> Iterator[SshServer]:
             pid=process.pid,
         )
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop_process(process)

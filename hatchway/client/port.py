@@ -237,15 +237,8 @@ class PortRunner(SessionRunner):
     # --- stdin and stdout (stream) -------------------------------------------------------
 
     async def _pump_stdin(self) -> None:
-        while True:
-            await self._room_for(READ_CHUNK)
-            data = await self._terminal.read_input(READ_CHUNK)
-            if self._session.state is not ClientState.ESTABLISHED:
-                return
-            if not data:
-                break
-            self._session.send_input(data, time.time())
-            self._wakeup.set()
+        if not await self._send_stdin(READ_CHUNK):
+            return
         # Our side is done (ssh closed its end): let the agent have what is in flight,
         # then end the session rather than leave it to the idle timeout.
         self._log.debug("stdin ended; waiting for %d messages to be acked", self._unacked())

@@ -270,6 +270,19 @@ class SessionRunner:
         self._dropped = socket.close_reason()
         self._wakeup.set()
 
+    async def _send_stdin(self, chunk: int) -> bool:
+        """Send stdin as it comes, ``chunk`` bytes at the most per read, while the data
+        channel has room. True at the end of stdin; False if the session ended first."""
+        while True:
+            await self._room_for(chunk)
+            data = await self._terminal.read_input(chunk)
+            if self._session.state is not ClientState.ESTABLISHED:
+                return False
+            if not data:
+                return True
+            self._session.send_input(data, time.time())
+            self._wakeup.set()
+
     async def _room_for(self, size: int) -> None:
         """Wait until the send buffer takes ``size`` bytes: flow control towards the agent."""
         while self._session.send_capacity < size:

@@ -105,19 +105,12 @@ class ShellRunner(SessionRunner):
             self._wakeup.set()
 
     async def _pump_input(self) -> None:
-        while True:
-            await self._room_for(MAX_INPUT_CHUNK)
-            data = await self._terminal.read_input(MAX_INPUT_CHUNK)
-            if self._session.state is not ClientState.ESTABLISHED:
-                return
-            if not data:
-                if not self._terminal.stdin_is_tty:
-                    self._session.send_input(END_OF_INPUT, time.time())
-                    self._log.debug("stdin ended: sent Ctrl-D")
-                self._wakeup.set()
-                return
-            self._session.send_input(data, time.time())
-            self._wakeup.set()
+        if not await self._send_stdin(MAX_INPUT_CHUNK):
+            return
+        if not self._terminal.stdin_is_tty:
+            self._session.send_input(END_OF_INPUT, time.time())
+            self._log.debug("stdin ended: sent Ctrl-D")
+        self._wakeup.set()
 
     # The window size is pushed on SIGWINCH, never polled.
     def _extra_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:

@@ -65,3 +65,21 @@ def client_env(stack):
     env["PYTHONUNBUFFERED"] = "1"
     env["PATH"] = os.environ["PATH"]
     return env
+
+
+@pytest.fixture
+def plugin_env(client_env, tmp_path):
+    """client_env with Hatchway's session-manager-plugin drop-in first on PATH, for the AWS
+    CLI."""
+    import subprocess
+    import sys
+
+    bin_dir = tmp_path / "bin"
+    subprocess.run(
+        [sys.executable, "-m", "hatchway", "install-plugin", "--dir", str(bin_dir)],
+        check=True,
+        env=client_env,
+        capture_output=True,
+        timeout=30,
+    )
+    return client_env | {"PATH": f"{bin_dir}:{os.environ['PATH']}"}

@@ -1,6 +1,5 @@
 """`hatchway start-session` and `aws ssm start-session` against a real server and agent."""
 
-import os
 import subprocess
 import sys
 import time
@@ -84,17 +83,9 @@ def test_interactive_shell_with_resize_ctrl_c_and_exit_code(stack, client_env):
     assert child.exitstatus == 5
 
 
-def test_aws_cli_with_the_plugin_drop_in(stack, client_env, tmp_path):
+def test_aws_cli_with_the_plugin_drop_in(stack, plugin_env):
     _, agent = stack
-    bin_dir = tmp_path / "bin"
-    subprocess.run(
-        [*HATCHWAY, "install-plugin", "--dir", str(bin_dir)],
-        check=True,
-        env=client_env,
-        capture_output=True,
-        timeout=30,
-    )
-    env = client_env | {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    env = plugin_env
     child = spawn([AWS, "ssm", "start-session", "--target", agent.instance_id], env)
     try:
         child.expect("Starting session with SessionId")
