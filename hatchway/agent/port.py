@@ -239,7 +239,9 @@ class StreamForwarder(Forwarder):
             writer, self.writer = self.writer, None
             await close_writer(writer)
             if not self.redial:
-                await self.host.end_when_delivered()
+                # Not awaited here: this runs in the channel's read loop, which must go
+                # on reading the acks that the ending waits for.
+                self.spawn(self.host.end_when_delivered())
 
     async def close(self) -> None:
         for task in (self.reader_task, self.drainer):
@@ -261,7 +263,8 @@ class Connection:
     pending: list[bytes] = field(default_factory=list)  # data that beat the dial
     pending_bytes: int = 0
     client_done: bool = False  # the client sent FIN
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None  # dial, then copy from the destination
+    drainer: asyncio.Task[None] | None = None  # waits out a destination that is behind
     draining: bool = False
 
 
@@ -331,7 +334,7 @@ class MuxForwarder(Forwarder):
     def _open(self, stream_id: int) -> None:
         connection = Connection(stream_id)
         self.connections[stream_id] = connection
-        connection.tasks.append(self.spawn(self._serve(connection)))
+        connection.task = self.spawn(self._serve(connection))
 
     async def _serve(self, connection: Connection) -> None:
         try:
@@ -394,6 +397,8 @@ class MuxForwarder(Forwarder):
                 connection.draining = True  # released once the dial is done
                 self.host.hold_input(connection)
             return
+        if connection.writer.is_closing():
+            return  # the destination hung up; our FIN is on its way to the client
         connection.writer.write(data)
         self._check_congestion(connection)
 
@@ -404,7 +409,7 @@ class MuxForwarder(Forwarder):
         if writer.transport.get_write_buffer_size() > WRITE_HIGH:
             connection.draining = True
             self.host.hold_input(connection)
-            connection.tasks.append(self.spawn(self._drain(connection, writer)))
+            connection.drainer = self.spawn(self._drain(connection, writer))
 
     async def _drain(self, connection: Connection, writer: asyncio.StreamWriter) -> None:
         try:
@@ -437,7 +442,9 @@ class MuxForwarder(Forwarder):
 
     async def close(self) -> None:
         connections, self.connections = list(self.connections.values()), {}
-        tasks = [*self.tasks, *(task for connection in connections for task in connection.tasks)]
+        tasks = [*self.tasks]
+        for connection in connections:
+            tasks += [task for task in (connection.task, connection.drainer) if task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -276,6 +276,9 @@ class PortRunner(SessionRunner):
             f"\nConnection to {error.destination} failed: {error.error}. The session goes "
             "on; new connections are tried again.\n"
         )
+        connection = self._connections.get(error.stream_id)
+        if connection is not None:
+            self._forget(connection)  # the local side is closed, not just half-closed
 
     # --- ending --------------------------------------------------------------------------
 
