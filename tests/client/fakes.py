@@ -47,6 +47,7 @@ from hatchway.protocol import (
     decode,
 )
 from hatchway.protocol.stream import StreamData
+from tests.proxy import ConnectProxy
 
 TARGET = "mi-0123456789abcdef0"
 KMS_MESSAGE = "This session is encrypted using AWS KMS."
@@ -286,13 +287,12 @@ class FakeService:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.opens: list[dict[str, Any]] = []
         self.sessions: dict[str, PeerSession] = {}
-        self.proxied: list[tuple[str, dict[str, str]]] = []  # CONNECT targets and headers
         self.url = ""
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
-        self._proxy: asyncio.Server | None = None
+        self._proxy: ConnectProxy | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -324,7 +324,7 @@ class FakeService:
 
     async def _stop(self) -> None:
         if self._proxy is not None:
-            self._proxy.close()
+            await self._proxy.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -333,25 +333,15 @@ class FakeService:
         return str(self._run(self._start_proxy()))
 
     async def _start_proxy(self) -> str:
-        server = await asyncio.start_server(self._tunnel, "127.0.0.1", 0)
-        self._proxy = server
-        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-
-    async def _tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-        method, target, _ = head[0].split(" ")
-        headers = dict(line.split(": ", 1) for line in head[1:] if line)
-        self.proxied.append((target, headers))
-        if method != "CONNECT":
-            writer.write(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
-            writer.close()
-            return
-        # Every name resolves to us: the test names need no DNS.
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
-        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        self._proxy = ConnectProxy(self.port)
+        return await self._proxy.start()
 
     # --- what tests look at -------------------------------------------------------------
+
+    @property
+    def proxied(self) -> list[tuple[str, dict[str, str]]]:
+        """The CONNECT targets and headers the proxy saw."""
+        return self._proxy.tunnels if self._proxy is not None else []
 
     def operations(self) -> list[str]:
         return [name for name, _ in self.calls]
@@ -457,17 +447,6 @@ class FakeService:
             if session.ws is ws:
                 session.ws = None
         return ws
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
 
 
 async def _retransmit(session: PeerSession) -> None:

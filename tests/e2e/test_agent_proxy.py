@@ -7,40 +7,9 @@ import sys
 from hatchway.agent.register import register
 from tests.certs import PrivateCA
 from tests.helpers import REGION, LoopThread, running_server
+from tests.proxy import ConnectProxy
 
 NAME = "hatchway.test"  # resolved by the proxy alone: no DNS involved
-
-
-class ConnectProxy:
-    """CONNECT to anything reaches the server's port; records what was asked."""
-
-    def __init__(self, loop: LoopThread, port: int) -> None:
-        self.port, self.tunnels = port, []
-        self.server = loop.run(asyncio.start_server(self.tunnel, "127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-
-    async def tunnel(self, reader, writer):
-        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-        method, target, _ = head.split("\r\n")[0].split(" ")
-        self.tunnels.append(target)
-        if method != "CONNECT":
-            writer.write(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
-            writer.close()
-            return
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
-        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-
-async def pipe(reader, writer):
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, asyncio.IncompleteReadError):
-        pass
-    finally:
-        writer.close()
 
 
 def test_agent_serves_a_session_through_a_proxy(tmp_path, monkeypatch):
@@ -51,7 +20,8 @@ def test_agent_serves_a_session_through_a_proxy(tmp_path, monkeypatch):
     loop = LoopThread()
     with running_server(tmp_path / "server", tls_cert=leaf.cert, tls_key=leaf.key) as server:
         port = int(server.url.rsplit(":", 1)[1])
-        proxy = ConnectProxy(loop, port)
+        proxy = ConnectProxy(port)
+        loop.run(proxy.start())
         monkeypatch.setenv("HTTPS_PROXY", proxy.url)
         monkeypatch.delenv("NO_PROXY", raising=False)
         monkeypatch.setenv("AWS_CA_BUNDLE", str(ca.path))
@@ -94,9 +64,9 @@ def test_agent_serves_a_session_through_a_proxy(tmp_path, monkeypatch):
         finally:
             loop.loop.call_soon_threadsafe(stop.set)
             task.result(30)
-            proxy.server.close()
+            loop.run(proxy.close())
             loop.stop()
     # HTTP calls (on pooled connections), the control channel and the data channel went
     # through it
     # (the admin's boto3 calls to 127.0.0.1 may be tunnelled too, which is botocore's call).
-    assert len([t for t in proxy.tunnels if t == f"{NAME}:{port}"]) >= 3
+    assert len([t for t in proxy.targets if t == f"{NAME}:{port}"]) >= 3
