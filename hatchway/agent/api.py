@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -63,18 +64,51 @@ async def call_json(
     operation: str,
     params: dict[str, Any],
     identity: Identity | None = None,
+    *,
+    target_prefix: str = "AmazonSSM",
+    signing_name: str = "ssm",
 ) -> dict[str, Any]:
-    """One AmazonSSM call; unsigned when there is no identity yet (registration)."""
+    """One AWS JSON 1.1 call (AmazonSSM unless told otherwise); unsigned when there is no
+    identity yet (registration)."""
     url = server_url.rstrip("/") + "/"
     body = json.dumps(params).encode()
-    headers = {"Content-Type": JSON_11, "X-Amz-Target": f"AmazonSSM.{operation}"}
+    headers = {"Content-Type": JSON_11, "X-Amz-Target": f"{target_prefix}.{operation}"}
     if identity is not None:
-        headers = signed_headers(identity, "POST", url, "ssm", body, headers)
+        headers = signed_headers(identity, "POST", url, signing_name, body, headers)
     async with http.post(url, data=body, headers=headers) as response:
         if response.status != 200:
             raise await _error_from(response)
         result: dict[str, Any] = await response.json(content_type=None)
         return result
+
+
+async def kms_decrypt(
+    http: aiohttp.ClientSession,
+    kms_url: str,
+    identity: Identity,
+    ciphertext: bytes,
+    key_id: str,
+    context: dict[str, str],
+) -> bytes:
+    """KMS Decrypt of a session's data key, as the node (agent.md §1.12)."""
+    params = {
+        "CiphertextBlob": base64.b64encode(ciphertext).decode(),
+        "KeyId": key_id,
+        "EncryptionContext": context,
+    }
+    result = await call_json(
+        http,
+        kms_url,
+        "Decrypt",
+        params,
+        identity,
+        target_prefix="TrentService",
+        signing_name="kms",
+    )
+    try:
+        return base64.b64decode(result["Plaintext"], validate=True)
+    except (KeyError, TypeError, ValueError):
+        raise ServiceError(200, "", "the KMS Decrypt answer holds no Plaintext") from None
 
 
 async def create_channel(

@@ -31,6 +31,7 @@ class AgentConfig:
     home: Path
     health_interval: float = 300.0  # as the official agent: every 5 minutes
     ca_bundle: str | None = None
+    kms_url: str | None = None  # KMS for session keys; the server's own endpoint when None
 
 
 class Agent:
@@ -105,7 +106,8 @@ class Agent:
             )
             return
         assert self.http is not None
-        worker = SessionWorker(self.identity, self.http, task, self, AGENT_VERSION)
+        kms_url = self.config.kms_url or self.identity.server_url
+        worker = SessionWorker(self.identity, self.http, task, self, AGENT_VERSION, kms_url)
         self.session_workers[task.session_id] = worker
         runner = asyncio.create_task(worker.run())
         self.workers[task.session_id] = runner

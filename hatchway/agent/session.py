@@ -26,6 +26,7 @@ from ..protocol.agent_session import (
     SessionReady,
 )
 from ..protocol.port import Destination, agent_port_mode, destination_from
+from .api import ServiceError, kms_decrypt
 from .datachannel import open_data_channel, session_state_message
 from .identity import Identity
 from .port import Forwarder, forwarder_for
@@ -38,6 +39,7 @@ DRAIN_SECONDS = 5.0
 RECONNECT_ATTEMPTS = 10  # about a minute: long enough for a server restart
 SHELL_TYPES = ("Standard_Stream", "InteractiveCommands", "NonInteractiveCommands")
 PORT_TYPE = "Port"
+KMS_TIMEOUT = 10.0  # below the handshake's 15 s, so the user sees why
 PORT_MESSAGE_BYTES = 64 * 1024  # port data goes in large messages; shells keep 32 KiB
 
 
@@ -155,8 +157,10 @@ class SessionWorker:
         task: SessionTask,
         control: ControlSender,
         agent_version: str,
+        kms_url: str | None = None,
     ) -> None:
         self.identity = identity
+        self.kms_url = kms_url or identity.server_url
         self.http = http
         self.task = task
         self.control = control
@@ -331,7 +335,37 @@ class SessionWorker:
                 elif self.forwarder is not None:
                     await self.forwarder.on_flag(event.flag)
             elif isinstance(event, KmsDecryptNeeded):
-                self.session.data_key_failed("this agent has no KMS client configured")
+                # Off the read loop: the handshake's own 15 s deadline bounds the wait.
+                self.tasks.append(asyncio.create_task(self.fetch_data_key(event)))
+
+    async def fetch_data_key(self, event: KmsDecryptNeeded) -> None:
+        try:
+            async with asyncio.timeout(KMS_TIMEOUT):
+                key = await kms_decrypt(
+                    self.http,
+                    self.kms_url,
+                    self.identity,
+                    event.ciphertext,
+                    event.key_id,
+                    event.encryption_context,
+                )
+        except ServiceError as exc:
+            self.kms_failed(f"{exc.code}: {exc.message}" if exc.code else exc.message)
+        except TimeoutError:
+            self.kms_failed(f": KMS at {self.kms_url} did not answer within {KMS_TIMEOUT:.0f} s")
+        except (aiohttp.ClientError, OSError) as exc:
+            self.kms_failed(f": KMS at {self.kms_url} is unreachable ({exc})")
+        else:
+            try:
+                self.session.provide_data_key(key, now())
+            except ProtocolError as exc:
+                self.kms_failed(f": {exc}")
+        await self.handle_events()
+        await self.flush()
+
+    def kms_failed(self, reason: str) -> None:
+        log.warning("KMS Decrypt failed", extra={**self.extra, "error": reason})
+        self.session.data_key_failed(reason)
 
     # --- the process ------------------------------------------------------------------
 

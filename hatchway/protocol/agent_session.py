@@ -197,7 +197,11 @@ class AgentSession:
         self._deadline = now + HANDSHAKE_TIMEOUT
 
     def data_key_failed(self, error: str) -> None:
-        self._fail(f"Fetching data key failed: {error}")
+        """KMS would not or could not decrypt the client's data key (agent.md §6)."""
+        self._fail(
+            "Encountered error while initiating handshake. Fetching data key failed: Unable "
+            f"to retrieve data key, Error when decrypting data key {error}"
+        )
 
     def send_output(self, data: bytes, now: float) -> None:
         self._send_chunks(data, PayloadType.OUTPUT, now)
