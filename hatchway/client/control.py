@@ -138,10 +138,21 @@ class ControlPlane:
     def generate_data_key(self, key_id: str, context: Mapping[str, str]) -> tuple[bytes, bytes]:
         """(CiphertextBlob, Plaintext) of a new 64-byte session key."""
         kms = self._client("kms")
-        with translated_errors("KMS GenerateDataKey"):
-            response = kms.generate_data_key(
-                KeyId=key_id, NumberOfBytes=DATA_KEY_BYTES, EncryptionContext=dict(context)
-            )
+        try:
+            with translated_errors("KMS GenerateDataKey"):
+                response = kms.generate_data_key(
+                    KeyId=key_id, NumberOfBytes=DATA_KEY_BYTES, EncryptionContext=dict(context)
+                )
+        except ServiceFailure as failure:
+            # The reference plugin's words, which the agent passes on to the user (§6).
+            cause = failure.__cause__
+            if isinstance(cause, ClientError):
+                error = cause.response.get("Error", {})
+                raise ServiceFailure(
+                    "Error calling KMS GenerateDataKey API: "
+                    f"{error.get('Code', 'Unknown')}: {error.get('Message', '')}"
+                ) from cause
+            raise
         self._log.debug("KMS GenerateDataKey: key_id=%s", key_id)
         return bytes(response["CiphertextBlob"]), bytes(response["Plaintext"])
 

@@ -26,11 +26,12 @@ class AgentRunner:
     def instance_id(self):
         return self.identity.instance_id
 
-    def start(self):
+    def start(self, kms_url=None):
         from hatchway.agent.runtime import Agent, AgentConfig
 
         self.stop_event = asyncio.Event()
-        self.agent = Agent(AgentConfig(home=self.home, health_interval=3600), self.identity)
+        config = AgentConfig(home=self.home, health_interval=3600, kms_url=kms_url)
+        self.agent = Agent(config, self.identity)
         self.task = self.loop.submit(self.agent.run(self.stop_event))
         ssm = self.server.client()
         for _ in range(500):
