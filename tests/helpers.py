@@ -72,6 +72,18 @@ class RunningServer:
     def credentials_file(self) -> Path:
         return self.home / "credentials"
 
+    def tag_admin(self, tags: dict[str, str]) -> None:
+        """Set the admin user's tags, as `hatchway iam tag-user` will."""
+        from hatchway.server.storage.models import User
+
+        async def tag() -> None:
+            async with self.app_state().db() as db, db.begin():
+                user = await db.get(User, "admin")
+                assert user is not None
+                user.tags = dict(tags)
+
+        self.loop_call(tag())
+
     def admin_keys(self) -> tuple[str, str]:
         parser = configparser.ConfigParser()
         parser.read(self.credentials_file)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from typing import Any
 
 from sqlalchemy import select
 
-from ..aws.errors import AwsError
+from ..aws.errors import AwsError, ValidationException
 from ..protocol import AgentMessage, ChannelClosed, Flags, MessageType
 from . import documents as docs
 from .iam.principals import Principal
@@ -22,6 +23,15 @@ from .state import Call, ServerState
 from .storage.models import Session
 
 log = logging.getLogger("hatchway.server.sessions")
+
+
+INVALID_RUN_AS = "Invalid RunAs username"
+# A Linux user name as useradd accepts it: what RunAs can run a shell as.
+RUN_AS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?")
+
+
+def valid_run_as(name: str) -> bool:
+    return bool(RUN_AS_NAME.fullmatch(name))
 
 
 class SessionRuntime:
@@ -42,14 +52,20 @@ class SessionRuntime:
         principal: Principal,
     ) -> None:
         content = docs.substitute(document.parsed, values)
+        preferences = docs.session_preferences(content)
         run_as = principal.tags.get("SSMSessionRunAs", "")
+        if preferences.run_as_enabled and not valid_run_as(
+            run_as or preferences.run_as_default_user
+        ):
+            # The service's own check (agent.md §4.2): the session is recorded as Failed.
+            await finish_session(self.state, session_id, "Failed", call.now, INVALID_RUN_AS)
+            raise ValidationException(INVALID_RUN_AS)
         message = interactive_shell_message(
             session_id, document.name, content, values, run_as, principal.arn, call.now
         )
         if not await self.gateway.send(target, message):
             await finish_session(self.state, session_id, "Failed", call.now, "target not connected")
             raise TargetNotConnected(f"{target} is not connected.")
-        preferences = docs.session_preferences(content)
         self.relay.set_limits(
             session_id, preferences.idle_timeout_minutes, preferences.max_duration_minutes
         )

@@ -181,3 +181,25 @@ def test_describe_sessions_filters_and_pages(ssm, node):
 def test_get_connection_status(ssm, node):
     assert ssm.get_connection_status(Target=node.instance_id)["Status"] == "connected"
     assert ssm.get_connection_status(Target="mi-00000000000000000")["Status"] == "notconnected"
+
+
+@pytest.mark.parametrize(
+    ("default_user", "tag"),
+    [("", None), ("", ""), ("no spaces allowed", None), ("", "bad;name")],
+)
+def test_run_as_without_a_valid_user_is_refused_and_recorded(server, ssm, node, default_user, tag):
+    document = {
+        "schemaVersion": "1.0",
+        "description": "RunAs on",
+        "sessionType": "Standard_Stream",
+        "inputs": {"runAsEnabled": True, "runAsDefaultUser": default_user},
+    }
+    ssm.create_document(Name="RunAs-Doc", Content=json.dumps(document), DocumentType="Session")
+    if tag is not None:
+        server.tag_admin({"SSMSessionRunAs": tag})
+    with pytest.raises(ssm.exceptions.ClientError) as error:
+        ssm.start_session(Target=node.instance_id, DocumentName="RunAs-Doc")
+    assert error.value.response["Error"]["Code"] == "ValidationException"
+    assert error.value.response["Error"]["Message"] == "Invalid RunAs username"
+    (failed,) = ssm.describe_sessions(State="History")["Sessions"]
+    assert failed["Status"] == "Failed"
