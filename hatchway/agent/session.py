@@ -170,10 +170,9 @@ class SessionWorker:
             session_type=task.session_type,
             agent_version=agent_version,
             properties=task.properties if task.session_type == PORT_TYPE else None,
-            # Port sessions are never encrypted (agent.md §5), so no key for them.
-            kms_key_id=(str(task.inputs.get("kmsKeyId") or "") or None)
-            if task.session_type != PORT_TYPE
-            else None,
+            # Unlike the official agent (agent.md §5), Port sessions are encrypted too when
+            # their document names a key: what goes through the relay is the user's data.
+            kms_key_id=str(task.inputs.get("kmsKeyId") or "") or None,
             max_payload=PORT_MESSAGE_BYTES if task.session_type == PORT_TYPE else 32 * 1024,
         )
         self.ws: aiohttp.ClientWebSocketResponse | None = None
