@@ -138,9 +138,25 @@ def agent_register(
     envvar="HATCHWAY_CA_BUNDLE",
     help="PEM bundle to trust for the server's TLS certificate.",
 )
+@click.option(
+    "--session-user",
+    default="hatchway-user",
+    show_default=True,
+    envvar="HATCHWAY_SESSION_USER",
+    help="The OS user that sessions without RunAs run as, created on first use with sudo "
+    "rights (when the agent runs as root). An empty value runs them as the agent's user.",
+)
+@click.option("--kms-endpoint", help="KMS for session keys; the server's endpoint by default.")
 @click.option("--health-interval", default=300.0, show_default=True, hidden=True)
 @click.option("--log-json", is_flag=True)
-def agent_run(home: Path, ca_bundle: str | None, health_interval: float, log_json: bool) -> None:
+def agent_run(
+    home: Path,
+    ca_bundle: str | None,
+    session_user: str,
+    kms_endpoint: str | None,
+    health_interval: float,
+    log_json: bool,
+) -> None:
     """Run the agent in the foreground until SIGINT or SIGTERM."""
     from . import logs
     from .agent.identity import Identity, IdentityError
@@ -151,7 +167,13 @@ def agent_run(home: Path, ca_bundle: str | None, health_interval: float, log_jso
     except IdentityError as exc:
         raise click.ClickException(str(exc)) from None
     logs.setup(home / "logs", "agent", json_lines=log_json)
-    config = AgentConfig(home=home, health_interval=health_interval, ca_bundle=ca_bundle)
+    config = AgentConfig(
+        home=home,
+        health_interval=health_interval,
+        ca_bundle=ca_bundle,
+        kms_url=kms_endpoint or None,
+        session_user=session_user.strip() or None,
+    )
     click.echo(f"Hatchway agent {identity.instance_id} connecting to {identity.server_url}")
     asyncio.run(run_until_signalled(Agent(config, identity).run))
 

@@ -19,6 +19,7 @@ from .control import AGENT_VERSION, ControlChannel
 from .identity import Identity
 from .platform_info import instance_information
 from .session import SessionTask, SessionWorker
+from .users import DEFAULT_SESSION_USER, session_user_for
 
 log = logging.getLogger("hatchway.agent")
 
@@ -32,6 +33,7 @@ class AgentConfig:
     health_interval: float = 300.0  # as the official agent: every 5 minutes
     ca_bundle: str | None = None
     kms_url: str | None = None  # KMS for session keys; the server's own endpoint when None
+    session_user: str | None = DEFAULT_SESSION_USER  # without RunAs; None: the agent's own
 
 
 class Agent:
@@ -107,7 +109,15 @@ class Agent:
             return
         assert self.http is not None
         kms_url = self.config.kms_url or self.identity.server_url
-        worker = SessionWorker(self.identity, self.http, task, self, AGENT_VERSION, kms_url)
+        worker = SessionWorker(
+            self.identity,
+            self.http,
+            task,
+            self,
+            AGENT_VERSION,
+            kms_url,
+            session_user_for(self.config.session_user),
+        )
         self.session_workers[task.session_id] = worker
         runner = asyncio.create_task(worker.run())
         self.workers[task.session_id] = runner

@@ -31,6 +31,7 @@ from .datachannel import open_data_channel, session_state_message
 from .identity import Identity
 from .port import Forwarder, forwarder_for
 from .shell import READ_CHUNK, ShellError, ShellProcess, ShellSpec
+from .users import SessionUserError, ensure_session_user
 
 log = logging.getLogger("hatchway.agent.session")
 
@@ -109,8 +110,10 @@ def _truthy(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
-def shell_spec(task: SessionTask) -> ShellSpec:
-    """The process a shell-type session runs (agent.md §4.1-4.3)."""
+def shell_spec(task: SessionTask, session_user: str | None = None) -> ShellSpec:
+    """The process a shell-type session runs (agent.md §4.1-4.3). Without RunAs it runs
+    as ``session_user`` (see users.py), or as the agent's own user when that is None;
+    ``runAsElevated`` commands run as the agent's user."""
     inputs, kind = task.inputs, task.session_type
     linux = task.properties.get("linux") if kind != "Standard_Stream" else None
     command = None
@@ -131,6 +134,8 @@ def shell_spec(task: SessionTask) -> ShellSpec:
             raise SessionFailure(
                 "Unable to start command: the agent must run as root to use RunAs\n"
             )
+    elif not elevated:
+        run_as = session_user
     profile = inputs.get("shellProfile")
     shell_profile = profile.get("linux", "") if isinstance(profile, dict) else ""
     separate = isinstance(linux, dict) and _truthy(linux.get("separateOutputStream"))
@@ -158,8 +163,10 @@ class SessionWorker:
         control: ControlSender,
         agent_version: str,
         kms_url: str | None = None,
+        session_user: str | None = None,
     ) -> None:
         self.identity = identity
+        self.session_user = session_user
         self.kms_url = kms_url or identity.server_url
         self.http = http
         self.task = task
@@ -202,7 +209,9 @@ class SessionWorker:
                 except ProtocolError as exc:
                     raise SessionFailure(str(exc)) from None
             elif self.task.session_type in SHELL_TYPES:
-                self.spec = shell_spec(self.task)
+                self.spec = shell_spec(self.task, self.session_user)
+                if self.session_user is not None and self.spec.run_as == self.session_user:
+                    await self.prepare_session_user(self.session_user)
             else:
                 raise SessionFailure(
                     f"Plugin with name {self.task.session_type} is not supported by this "
@@ -233,6 +242,14 @@ class SessionWorker:
             await self.cleanup()
         log.info("session finished", extra={**self.extra, "status": status})
         await self.control.report_complete(self.task.session_id, status, output)
+
+    async def prepare_session_user(self, name: str) -> None:
+        try:
+            await asyncio.to_thread(ensure_session_user, name)
+        except SessionUserError as exc:
+            raise SessionFailure(
+                f"Unable to start command: cannot create the session user {name}: {exc}\n"
+            ) from None
 
     async def cleanup(self) -> None:
         for task in self.tasks:

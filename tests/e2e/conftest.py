@@ -26,11 +26,14 @@ class AgentRunner:
     def instance_id(self):
         return self.identity.instance_id
 
-    def start(self, kms_url=None):
+    def start(self, kms_url=None, session_user=None):
+        """Sessions run as the agent's own user unless a test names a session user."""
         from hatchway.agent.runtime import Agent, AgentConfig
 
         self.stop_event = asyncio.Event()
-        config = AgentConfig(home=self.home, health_interval=3600, kms_url=kms_url)
+        config = AgentConfig(
+            home=self.home, health_interval=3600, kms_url=kms_url, session_user=session_user
+        )
         self.agent = Agent(config, self.identity)
         self.task = self.loop.submit(self.agent.run(self.stop_event))
         ssm = self.server.client()

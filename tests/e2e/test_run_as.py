@@ -25,8 +25,9 @@ def run_as_document(server, user):
 
 
 def shell(env, target, document, commands):
+    named = ["--document-name", document] if document else []
     return subprocess.run(
-        [*HATCHWAY, "start-session", "--target", target, "--document-name", document],
+        [*HATCHWAY, "start-session", "--target", target, *named],
         input=commands,
         env=env,
         capture_output=True,
@@ -80,3 +81,18 @@ def test_run_as_with_no_user_is_refused_by_the_service(stack, client_env):
     result = shell(client_env, agent.instance_id, document, "exit\n")
     assert "Invalid RunAs username" in result.stderr
     assert result.returncode == 254
+
+
+@needs_root
+def test_without_run_as_sessions_run_as_a_session_user_made_on_first_use(stack, client_env):
+    _, agent = stack
+    name = f"hw{uuid.uuid4().hex[:8]}"
+    agent.stop()
+    agent.start(session_user=name)
+    try:
+        result = shell(client_env, agent.instance_id, None, 'echo "$(id -un):$HOME"\nexit\n')
+        assert f"{name}:/home/{name}" in result.stdout, result.stderr
+        again = shell(client_env, agent.instance_id, None, "id -un\nexit\n")  # reused
+        assert name in again.stdout, again.stderr
+    finally:
+        subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)

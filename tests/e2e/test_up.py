@@ -11,6 +11,8 @@ import time
 def test_up_prints_commands_that_work(tmp_path):
     home = tmp_path / "hatchway"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    # Sessions as the agent's own user: the test leaves no hatchway-user behind.
+    env["HATCHWAY_SESSION_USER"] = ""
     up = subprocess.Popen(
         [sys.executable, "-m", "hatchway", "up", "--home", str(home), "--listen", "127.0.0.1:0"],
         stdout=subprocess.PIPE,
