@@ -79,6 +79,15 @@ def _client_commands() -> None:
 _client_commands()
 
 
+def _admin_commands() -> None:
+    from .admin import iam
+
+    main.add_command(iam)
+
+
+_admin_commands()
+
+
 @main.group()
 def agent() -> None:
     """The agent that runs on each managed node."""

@@ -1,4 +1,5 @@
-"""The aiohttp application: the AWS JSON 1.1 endpoint, health, and the parts that plug in."""
+"""The aiohttp application: the AWS JSON 1.1 endpoint (and IAM's query protocol on the same
+``POST /``), health, and the parts that plug in."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from ..aws import json11
+from ..aws import query as query_protocol
 from ..aws.errors import AwsError, InternalServerError, RequestEntityTooLarge
+from ..aws.query import FORM_CONTENT_TYPE, QueryRequest
 from .auth import authenticate
 from .bootstrap import bootstrap
 from .config import ServerConfig
+from .iam import admin as iam_admin
 from .keystore import Keystore
 from .mgs import gateway_for
 from .pagination import Paginator
@@ -87,24 +91,25 @@ async def api(request: web.Request) -> web.Response:
 
     Every call is logged with its outcome, the refused ones included."""
     started = time.monotonic()
-    target = request.headers.get("X-Amz-Target") or "(no X-Amz-Target)"
-    who: dict[str, str] = {"principal": "anonymous"}
-    outcome = "ok"
+    who: dict[str, str] = {"principal": "anonymous", "outcome": "ok"}
+    who["target"] = request.headers.get("X-Amz-Target") or "(no X-Amz-Target)"
     try:
+        if "X-Amz-Target" not in request.headers and request.content_type == FORM_CONTENT_TYPE:
+            return await _query_call(request, who)
         return await _call(request, who)
     except AwsError as exc:
-        outcome = exc.code
+        who["outcome"] = exc.code
         raise
     except Exception:
-        outcome = "InternalServerError"
+        who["outcome"] = "InternalServerError"
         raise
     finally:
         log.info(
-            target,
+            who["target"],
             extra={
                 "request_id": request[REQUEST_ID],
                 "principal": who["principal"],
-                "outcome": outcome,
+                "outcome": who["outcome"],
                 "ms": round((time.monotonic() - started) * 1000, 1),
             },
         )
@@ -135,6 +140,41 @@ async def _call(request: web.Request, who: dict[str, str]) -> web.Response:
     )
     result = await fn(call, params)
     return web.Response(body=json11.dump(result), content_type=json11.CONTENT_TYPE)
+
+
+async def _query_call(request: web.Request, who: dict[str, str]) -> web.Response:
+    """One IAM call in the query protocol; its errors are XML, as IAM's are."""
+    state = request.app[STATE]
+    now = now_utc()
+    try:
+        body = await read_body(request, state.config.max_body_bytes)
+        query = QueryRequest(body)
+        who["target"] = f"IAM.{query.action}"
+        principal = await authenticate(state, request, body, "iam", now)
+        who["principal"] = principal.arn
+        call = Call(
+            state=state,
+            principal=principal,
+            request_id=request[REQUEST_ID],
+            now=now,
+            base_url=base_url(request, state.config),
+            service="iam",
+        )
+        result = await iam_admin.dispatch(call, query)
+    except AwsError as exc:
+        error = iam_admin.query_error_code(exc)
+        who["outcome"] = error.code
+        return web.Response(
+            status=error.status,
+            body=query_protocol.error_response(error, request[REQUEST_ID], iam_admin.NAMESPACE),
+            content_type=query_protocol.XML_CONTENT_TYPE,
+        )
+    return web.Response(
+        body=query_protocol.response(
+            query.action, result, request[REQUEST_ID], iam_admin.NAMESPACE
+        ),
+        content_type=query_protocol.XML_CONTENT_TYPE,
+    )
 
 
 async def healthz(request: web.Request) -> web.Response:

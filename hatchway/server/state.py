@@ -60,13 +60,20 @@ class Call:
         return self.principal
 
     async def authorize(
-        self, action: str, resource: str, context: dict[str, Any] | None = None
+        self,
+        action: str,
+        resource: str,
+        context: dict[str, Any] | None = None,
+        *,
+        owner: str | None = None,
     ) -> Principal:
-        """Deny unless a policy of the caller allows ``action`` on ``resource``."""
+        """Deny unless a policy of the caller allows ``action`` on ``resource``. When
+        ``owner`` (an ARN) is the caller, only an explicit deny refuses."""
         from .iam.authorize import authorize
 
         principal = self.require_principal()
-        await authorize(self.state, principal, action, resource, context or {})
+        owned = owner is not None and owner == principal.arn
+        await authorize(self.state, principal, action, resource, context or {}, owned=owned)
         return principal
 
     def instance_arn(self, instance_id: str) -> str:

@@ -41,10 +41,20 @@ def condition_context(principal: Principal, extra: dict[str, Any]) -> dict[str, 
 
 
 async def authorize(
-    state: ServerState, principal: Principal, action: str, resource: str, extra: dict[str, Any]
+    state: ServerState,
+    principal: Principal,
+    action: str,
+    resource: str,
+    extra: dict[str, Any],
+    *,
+    owned: bool = False,
 ) -> None:
+    """Deny unless a policy allows. ``owned``: the resource is the caller's own (their
+    session), which needs no allow, only no explicit deny."""
     request = Request(action, resource, condition_context(principal, extra))
     decision = evaluate(await policies_for(state, principal), request)
+    if decision is Decision.IMPLICIT_DENY and owned:
+        return
     if decision is not Decision.ALLOW:
         raise AccessDeniedException(
             f"User: {principal.arn} is not authorized to perform: {action} on resource: {resource}"

@@ -105,9 +105,56 @@ def _conditions_hold(block: Any, context: Mapping[str, Any]) -> bool:
                 str(v).lower() if isinstance(v, bool) else v
                 for v in (expected if isinstance(expected, list) else [expected])
             ]
+            values = [
+                filled
+                for v in values
+                if (filled := substitute(v, context) if isinstance(v, str) else v) is not None
+            ]
             if not _check_condition(operator, key, _as_list(values, f"Condition {key}"), context):
                 return False
     return True
+
+
+_VARIABLE = re.compile(r"\$\{([^}]+)\}")
+_LITERALS = {"*": "*", "?": "?", "$": "$"}  # ${*} and friends stand for the character
+OPERATORS = frozenset(
+    {
+        "StringEquals",
+        "StringNotEquals",
+        "StringEqualsIgnoreCase",
+        "StringLike",
+        "StringNotLike",
+        "Bool",
+    }
+)
+
+
+def substitute(pattern: str, context: Mapping[str, Any]) -> str | None:
+    """Policy variables such as ``${aws:username}`` filled in from the request; None when
+    one has no value, so the pattern can match nothing."""
+    missing = False
+
+    def value(match: re.Match[str]) -> str:
+        nonlocal missing
+        name = match.group(1)
+        if name in _LITERALS:
+            return _LITERALS[name]
+        found = _condition_values(context, name)
+        if not found or len(found) != 1:
+            missing = True
+            return ""
+        return str(found[0])
+
+    result = _VARIABLE.sub(value, pattern)
+    return None if missing else result
+
+
+def _any_match(patterns: list[str], value: str, context: Mapping[str, Any]) -> bool:
+    for pattern in patterns:
+        filled = substitute(pattern, context)
+        if filled is not None and matches(filled, value):
+            return True
+    return False
 
 
 def _statement_applies(statement: Mapping[str, Any], request: Request) -> bool:
@@ -125,15 +172,13 @@ def _statement_applies(statement: Mapping[str, Any], request: Request) -> bool:
             return False
     else:
         raise PolicyError("a statement needs Action or NotAction")
+    context = request.context
     if "Resource" in statement:
-        if not any(
-            matches(p, request.resource) for p in _as_list(statement["Resource"], "Resource")
-        ):
+        if not _any_match(_as_list(statement["Resource"], "Resource"), request.resource, context):
             return False
     elif "NotResource" in statement:
-        if any(
-            matches(p, request.resource) for p in _as_list(statement["NotResource"], "NotResource")
-        ):
+        resources = _as_list(statement["NotResource"], "NotResource")
+        if _any_match(resources, request.resource, context):
             return False
     return _conditions_hold(statement.get("Condition"), request.context)
 
@@ -159,7 +204,14 @@ def validate(document: Any) -> None:
         for key in ("Action", "NotAction", "Resource", "NotResource"):
             if key in statement:
                 _as_list(statement[key], key)
-        _conditions_hold(statement.get("Condition"), {})
+        condition = statement.get("Condition")
+        if condition is not None:
+            if not isinstance(condition, dict):
+                raise PolicyError("Condition must be an object")
+            for operator in condition:
+                if operator.removesuffix("IfExists") not in OPERATORS:
+                    raise PolicyError(f"condition operator {operator} is not supported")
+        _conditions_hold(condition, {})
 
 
 def evaluate(documents: Iterable[Mapping[str, Any]], request: Request) -> Decision:

@@ -87,9 +87,12 @@ async def start_session(call: Call, params: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _session_for(call: Call, session_id: str, action: str) -> Session:
-    await call.authorize(action, arns.session(call.region, call.account, session_id))
+    """The session, for its owner (unless a policy explicitly denies them) or for whoever
+    a policy allows ``action`` on it."""
     async with call.state.db() as db:
         row = await db.get(Session, session_id)
+    owner = row.owner if row is not None else None
+    await call.authorize(action, arns.session(call.region, call.account, session_id), owner=owner)
     if row is None:
         raise DoesNotExistException(f"Session {session_id} does not exist.")
     return row

@@ -1,0 +1,235 @@
+"""``hatchway iam``: users, access keys, policies, tags and console passwords.
+
+The commands take the ``aws iam`` CLI's flags and print its JSON, and they call the
+server's IAM API with botocore, signed with your credentials (the profile, the environment,
+``--endpoint-url`` or ``AWS_ENDPOINT_URL_IAM``/``AWS_ENDPOINT_URL``), so the server checks
+each call against your policies. Exit statuses follow the AWS CLI: 254 for an error from
+the service, 253 for missing credentials or configuration, 252 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+SERVICE_ERROR, CONFIGURATION_ERROR, INVALID_ARGUMENTS = 254, 253, 252
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot print {type(value).__name__}")
+
+
+def parse_tags(values: tuple[str, ...]) -> list[dict[str, str]]:
+    """``Key=K,Value=V`` (repeatable) or a JSON list, as ``aws iam --tags`` takes them."""
+    tags: list[dict[str, str]] = []
+    for value in values:
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                loaded = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise click.BadParameter(f"not JSON: {exc}", param_hint="--tags") from None
+            if not isinstance(loaded, list) or not all(isinstance(t, dict) for t in loaded):
+                raise click.BadParameter("a JSON list of objects is needed", param_hint="--tags")
+            tags.extend(
+                {"Key": str(t.get("Key", "")), "Value": str(t.get("Value", ""))} for t in loaded
+            )
+            continue
+        fields = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
+        if "Key" not in fields:
+            raise click.BadParameter(f"{value!r} is not Key=K,Value=V", param_hint="--tags")
+        tags.append({"Key": fields["Key"], "Value": fields.get("Value", "")})
+    return tags
+
+
+def read_document(value: str) -> str:
+    """A policy document: JSON text, or ``file://path`` as the AWS CLI accepts."""
+    if value.startswith("file://"):
+        try:
+            return Path(value[len("file://") :]).expanduser().read_text(encoding="utf-8")
+        except OSError as exc:
+            raise click.BadParameter(str(exc), param_hint="--policy-document") from None
+    return value
+
+
+class IamCommand(click.Command):
+    """Usage errors exit 252, as the AWS CLI's do."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            setattr(exc, "exit_code", INVALID_ARGUMENTS)  # noqa: B010
+            raise
+
+
+def connection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in (
+        click.option("--profile", help="The profile for credentials and region."),
+        click.option("--region", help="The region; botocore's resolution when omitted."),
+        click.option("--endpoint-url", help="The server, e.g. http://127.0.0.1:8080."),
+    ):
+        fn = option(fn)
+    return fn
+
+
+def iam_client(ctx: click.Context) -> Any:
+    import botocore.session
+
+    options = ctx.params
+    session = botocore.session.Session(profile=options.get("profile"))
+    region = options.get("region") or session.get_config_variable("region") or "us-east-1"
+    return session.create_client(
+        "iam", region_name=region, endpoint_url=options.get("endpoint_url")
+    )
+
+
+def call(ctx: click.Context, operation: str, **params: Any) -> None:
+    """Run one IAM operation and print its result as the AWS CLI does."""
+    import botocore.exceptions
+
+    try:
+        client = iam_client(ctx)
+        result = getattr(client, operation)(**{k: v for k, v in params.items() if v is not None})
+    except botocore.exceptions.ClientError as exc:
+        click.echo(f"\n{exc}", err=True)
+        ctx.exit(SERVICE_ERROR)
+    except botocore.exceptions.ParamValidationError as exc:
+        click.echo(f"\n{exc}", err=True)
+        ctx.exit(INVALID_ARGUMENTS)
+    except botocore.exceptions.BotoCoreError as exc:
+        click.echo(f"\n{exc}", err=True)
+        ctx.exit(CONFIGURATION_ERROR)
+    result.pop("ResponseMetadata", None)
+    if result:
+        click.echo(json.dumps(result, indent=4, default=_json_default))
+
+
+@click.group("iam")
+def iam() -> None:
+    """Users, access keys, policies and tags, with the aws iam CLI's flags."""
+
+
+@iam.command("create-user", cls=IamCommand)
+@click.option("--user-name", required=True)
+@click.option("--tags", multiple=True, help="Key=K,Value=V; repeat for more.")
+@connection_options
+@click.pass_context
+def create_user(ctx: click.Context, user_name: str, tags: tuple[str, ...], **_: Any) -> None:
+    """Create a user."""
+    call(ctx, "create_user", UserName=user_name, Tags=parse_tags(tags) or None)
+
+
+@iam.command("list-users", cls=IamCommand)
+@connection_options
+@click.pass_context
+def list_users(ctx: click.Context, **_: Any) -> None:
+    """List the users."""
+    call(ctx, "list_users")
+
+
+@iam.command("create-access-key", cls=IamCommand)
+@click.option("--user-name", help="The user; yourself when omitted.")
+@connection_options
+@click.pass_context
+def create_access_key(ctx: click.Context, user_name: str | None, **_: Any) -> None:
+    """Create an access key; its secret is shown this once."""
+    call(ctx, "create_access_key", UserName=user_name)
+
+
+@iam.command("delete-access-key", cls=IamCommand)
+@click.option("--access-key-id", required=True)
+@click.option("--user-name", help="The key's user; yourself when omitted.")
+@connection_options
+@click.pass_context
+def delete_access_key(
+    ctx: click.Context, access_key_id: str, user_name: str | None, **_: Any
+) -> None:
+    """Delete an access key."""
+    call(ctx, "delete_access_key", AccessKeyId=access_key_id, UserName=user_name)
+
+
+@iam.command("put-user-policy", cls=IamCommand)
+@click.option("--user-name", required=True)
+@click.option("--policy-name", required=True)
+@click.option("--policy-document", required=True, help="JSON, or file://path.")
+@connection_options
+@click.pass_context
+def put_user_policy(
+    ctx: click.Context, user_name: str, policy_name: str, policy_document: str, **_: Any
+) -> None:
+    """Attach (or replace) an inline policy on a user."""
+    call(
+        ctx,
+        "put_user_policy",
+        UserName=user_name,
+        PolicyName=policy_name,
+        PolicyDocument=read_document(policy_document),
+    )
+
+
+@iam.command("put-role-policy", cls=IamCommand)
+@click.option("--role-name", required=True)
+@click.option("--policy-name", required=True)
+@click.option("--policy-document", required=True, help="JSON, or file://path.")
+@connection_options
+@click.pass_context
+def put_role_policy(
+    ctx: click.Context, role_name: str, policy_name: str, policy_document: str, **_: Any
+) -> None:
+    """Attach (or replace) an inline policy on a role, such as a node role."""
+    call(
+        ctx,
+        "put_role_policy",
+        RoleName=role_name,
+        PolicyName=policy_name,
+        PolicyDocument=read_document(policy_document),
+    )
+
+
+@iam.command("tag-user", cls=IamCommand)
+@click.option("--user-name", required=True)
+@click.option("--tags", multiple=True, required=True, help="Key=K,Value=V; repeat for more.")
+@connection_options
+@click.pass_context
+def tag_user(ctx: click.Context, user_name: str, tags: tuple[str, ...], **_: Any) -> None:
+    """Add or change tags on a user (SSMSessionRunAs, for one)."""
+    call(ctx, "tag_user", UserName=user_name, Tags=parse_tags(tags))
+
+
+@iam.command("set-console-password", cls=IamCommand)
+@click.option("--user-name", required=True)
+@click.option("--password", help="Prompted for when omitted (and stdin is a terminal).")
+@connection_options
+@click.pass_context
+def set_console_password(
+    ctx: click.Context, user_name: str, password: str | None, **_: Any
+) -> None:
+    """Set the password a user signs in to the web console with."""
+    if password is None:
+        if not sys.stdin.isatty():
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = getpass.getpass(f"New console password for {user_name}: ")
+    import botocore.exceptions
+
+    # CreateLoginProfile the first time, UpdateLoginProfile after that, as IAM has them.
+    try:
+        iam_client(ctx).create_login_profile(UserName=user_name, Password=password)
+    except botocore.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "EntityAlreadyExists":
+            click.echo(f"\n{exc}", err=True)
+            ctx.exit(SERVICE_ERROR)
+        call(ctx, "update_login_profile", UserName=user_name, Password=password)
+    except botocore.exceptions.BotoCoreError as exc:
+        click.echo(f"\n{exc}", err=True)
+        ctx.exit(CONFIGURATION_ERROR)
