@@ -65,6 +65,8 @@ class Stack:
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            # Shells as this user, like the baseline's, and no hatchway-user left behind.
+            env={**os.environ, "HATCHWAY_SESSION_USER": ""},
             text=True,
         )
         self.url = self.target = ""

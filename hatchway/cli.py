@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import click
@@ -149,11 +150,9 @@ def agent_register(
 )
 @click.option(
     "--session-user",
-    default="hatchway-user",
-    show_default=True,
-    envvar="HATCHWAY_SESSION_USER",
     help="The OS user that sessions without RunAs run as, created on first use with sudo "
-    "rights (when the agent runs as root). An empty value runs them as the agent's user.",
+    "rights (when the agent runs as root); HATCHWAY_SESSION_USER, else hatchway-user. An "
+    "empty value runs them as the agent's own user.",
 )
 @click.option("--kms-endpoint", help="KMS for session keys; the server's endpoint by default.")
 @click.option("--health-interval", default=300.0, show_default=True, hidden=True)
@@ -161,7 +160,7 @@ def agent_register(
 def agent_run(
     home: Path,
     ca_bundle: str | None,
-    session_user: str,
+    session_user: str | None,
     kms_endpoint: str | None,
     health_interval: float,
     log_json: bool,
@@ -181,10 +180,22 @@ def agent_run(
         health_interval=health_interval,
         ca_bundle=ca_bundle,
         kms_url=kms_endpoint or None,
-        session_user=session_user.strip() or None,
+        session_user=configured_session_user(session_user, os.environ),
     )
     click.echo(f"Hatchway agent {identity.instance_id} connecting to {identity.server_url}")
     asyncio.run(run_until_signalled(Agent(config, identity).run))
+
+
+def configured_session_user(flag: str | None, environ: Mapping[str, str]) -> str | None:
+    """--session-user, else HATCHWAY_SESSION_USER (set but empty counts: it means the
+    agent's own user, which click's envvar handling would read as unset), else the
+    default."""
+    from .agent.users import DEFAULT_SESSION_USER
+
+    value = flag if flag is not None else environ.get("HATCHWAY_SESSION_USER")
+    if value is None:
+        return DEFAULT_SESSION_USER
+    return value.strip() or None
 
 
 async def run_until_signalled(main_fn: Callable[[asyncio.Event], Awaitable[None]]) -> None:

@@ -32,3 +32,13 @@ def test_only_a_root_agent_switches_users():
     assert session_user_for("hatchway-user") == expected
     assert session_user_for("") is None
     assert session_user_for(None) is None
+
+
+def test_the_session_user_setting():
+    from hatchway.cli import configured_session_user
+
+    assert configured_session_user(None, {}) == "hatchway-user"
+    assert configured_session_user(None, {"HATCHWAY_SESSION_USER": ""}) is None
+    assert configured_session_user(None, {"HATCHWAY_SESSION_USER": "ops"}) == "ops"
+    assert configured_session_user("", {"HATCHWAY_SESSION_USER": "ops"}) is None
+    assert configured_session_user("dev", {}) == "dev"
