@@ -183,11 +183,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 def create_app(config: ServerConfig) -> web.Application:
     from .ec2messages import ec2messages
+    from .kms import kms
     from .ssm import ssm
 
     app = web.Application(middlewares=[request_ids], client_max_size=config.max_body_bytes + 1024)
     app[CONFIG] = config
-    app[SERVICES] = {service.target_prefix: service for service in (ssm, ec2messages)}
+    app[SERVICES] = {service.target_prefix: service for service in (ssm, ec2messages, kms)}
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         config.home.mkdir(parents=True, exist_ok=True)

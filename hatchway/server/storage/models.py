@@ -163,3 +163,23 @@ class SessionToken(Base):
     role: Mapped[str] = mapped_column(String(8))  # client | agent | control
     expires: Mapped[datetime]
     used: Mapped[bool] = mapped_column(default=False)
+
+
+class KmsKey(Base):
+    """A symmetric KMS key. Its material is sealed under the server's master key."""
+
+    __tablename__ = "kms_keys"
+    key_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    description: Mapped[str] = mapped_column(String(8192), default="")
+    state: Mapped[str] = mapped_column(String(24), default="Enabled")
+    created: Mapped[datetime]
+    policy: Mapped[dict[str, Any]]
+    material_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    deletion_date: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class KmsAlias(Base):
+    __tablename__ = "kms_aliases"
+    name: Mapped[str] = mapped_column(String(256), primary_key=True)  # alias/...
+    key_id: Mapped[str] = mapped_column(String(36), index=True)
+    created: Mapped[datetime]

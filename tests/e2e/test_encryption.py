@@ -1,0 +1,160 @@
+"""Sessions encrypted with a key from Hatchway's built-in KMS, end to end, and the ways
+KMS can fail: each failure reaches the user in the words the official agent uses."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HATCHWAY = [sys.executable, "-m", "hatchway"]
+
+
+def encrypted_document(server, key_id, name="Encrypted-Shell"):
+    document = {
+        "schemaVersion": "1.0",
+        "description": "a shell encrypted with KMS",
+        "sessionType": "Standard_Stream",
+        "inputs": {"kmsKeyId": key_id},
+    }
+    server.client().create_document(Name=name, Content=json.dumps(document), DocumentType="Session")
+    return name
+
+
+def run_shell(env, target, document, commands):
+    return subprocess.run(
+        [*HATCHWAY, "start-session", "--target", target, "--document-name", document],
+        input=commands,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+@pytest.fixture
+def relay_frames(stack):
+    """Every frame the relay forwards, in both directions."""
+    server, _ = stack
+    relay = server.app_state().extensions["relay"]
+    frames = []
+    forward = relay._forward
+
+    async def recording(pairing, role, frame):
+        frames.append(frame)
+        await forward(pairing, role, frame)
+
+    relay._forward = recording
+    yield frames
+    relay._forward = forward
+
+
+def test_an_encrypted_shell_session_shows_the_relay_only_ciphertext(
+    stack, client_env, relay_frames
+):
+    server, agent = stack
+    key_id = server.client("kms").create_key(Description="sessions")["KeyMetadata"]["KeyId"]
+    document = encrypted_document(server, key_id)
+    result = run_shell(
+        client_env, agent.instance_id, document, "echo secret-$((6*7))-marker\nexit 3\n"
+    )
+    assert "secret-42-marker" in result.stdout, result.stderr
+    assert result.returncode == 3
+    assert "This session is encrypted using AWS KMS." in result.stderr
+    assert relay_frames, "nothing went through the relay"
+    seen = b"".join(relay_frames)
+    assert b"secret-42-marker" not in seen  # the output
+    assert b"secret-$((6*7))" not in seen  # the input
+
+
+def test_a_key_that_does_not_exist(stack, client_env):
+    server, agent = stack
+    document = encrypted_document(server, "alias/no-such-key")
+    result = run_shell(client_env, agent.instance_id, document, "exit\n")
+    output = result.stdout + result.stderr
+    assert "NotFoundException: Invalid keyId alias/no-such-key" in output, output
+    (session,) = server.client().describe_sessions(State="History")["Sessions"]
+    assert session["Status"] == "Failed"
+
+
+def put_role_policy(server, role, name, document):
+    from hatchway.server.storage.models import Policy
+
+    async def put():
+        async with server.app_state().db() as db, db.begin():
+            db.add(
+                Policy(
+                    principal_kind="role", principal_name=role, policy_name=name, document=document
+                )
+            )
+
+    server.loop_call(put())
+
+
+def test_kms_decrypt_denied_to_the_node_names_the_key(stack, client_env):
+    server, agent = stack
+    key = server.client("kms").create_key()["KeyMetadata"]
+    put_role_policy(
+        server,
+        "e2e",  # the IamRole of the stack's activation
+        "no-decrypt",
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Deny", "Action": "kms:Decrypt", "Resource": "*"}],
+        },
+    )
+    document = encrypted_document(server, key["KeyId"])
+    result = run_shell(client_env, agent.instance_id, document, "exit\n")
+    output = result.stdout + result.stderr
+    assert (
+        "Fetching data key failed: Unable to retrieve data key, Error when decrypting "
+        "data key AccessDeniedException" in output
+    ), output
+    assert key["Arn"] in output
+
+
+def test_an_agent_that_cannot_reach_kms(stack, client_env, tmp_path):
+    server, agent = stack
+    agent.stop()
+    agent.start(kms_url="http://127.0.0.1:9")  # the discard port: nothing listens there
+    key_id = server.client("kms").create_key()["KeyMetadata"]["KeyId"]
+    document = encrypted_document(server, key_id)
+    result = run_shell(client_env, agent.instance_id, document, "exit\n")
+    output = result.stdout + result.stderr
+    assert "Encountered error while initiating handshake. Fetching data key failed" in output
+    assert "KMS at http://127.0.0.1:9 is unreachable" in output, output
+
+
+def test_an_encrypted_port_session(stack, client_env, relay_frames):
+    from tests.e2e.ports import HttpOrigin, forwarding
+
+    server, agent = stack
+    key_id = server.client("kms").create_key()["KeyMetadata"]["KeyId"]
+    document = {
+        "schemaVersion": "1.0",
+        "description": "port forwarding, encrypted",
+        "sessionType": "Port",
+        "inputs": {"kmsKeyId": key_id},
+        "parameters": {"portNumber": {"type": "String"}, "localPortNumber": {"type": "String"}},
+        "properties": {
+            "portNumber": "{{ portNumber }}",
+            "localPortNumber": "{{ localPortNumber }}",
+            "type": "LocalPortForwarding",
+        },
+    }
+    server.client().create_document(
+        Name="Encrypted-Port", Content=json.dumps(document), DocumentType="Session"
+    )
+    body = b"plain-marker-" * 50_000
+    with (
+        HttpOrigin(body) as origin,
+        forwarding(
+            client_env,
+            agent.instance_id,
+            f"portNumber={origin.port},localPortNumber=0",
+            document="Encrypted-Port",
+        ) as tunnel,
+    ):
+        assert HttpOrigin.fetch_through(tunnel.port) == body
+    assert "This session is encrypted using AWS KMS." in tunnel.output
+    assert b"plain-marker-" not in b"".join(relay_frames)
