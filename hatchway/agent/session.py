@@ -25,6 +25,7 @@ from ..protocol.agent_session import (
     SessionFailed,
     SessionReady,
 )
+from ..protocol.payloads import ERROR_BANNER
 from ..protocol.port import Destination, agent_port_mode, destination_from
 from .api import ServiceError, kms_decrypt
 from .datachannel import open_data_channel, session_state_message
@@ -35,7 +36,6 @@ from .users import SessionUserError, ensure_session_user
 
 log = logging.getLogger("hatchway.agent.session")
 
-ERROR_BANNER = "\n----------ERROR-------\n"
 DRAIN_SECONDS = 5.0
 RECONNECT_ATTEMPTS = 10  # about a minute: long enough for a server restart
 SHELL_TYPES = ("Standard_Stream", "InteractiveCommands", "NonInteractiveCommands")
@@ -368,7 +368,11 @@ class SessionWorker:
         except ServiceError as exc:
             self.kms_failed(f"{exc.code}: {exc.message}" if exc.code else exc.message)
         except TimeoutError:
-            self.kms_failed(f": KMS at {self.kms_url} did not answer within {KMS_TIMEOUT:.0f} s")
+            log.warning("KMS Decrypt timed out", extra={**self.extra, "kms": self.kms_url})
+            self.session.data_key_timed_out(
+                f"(KMS at {self.kms_url} did not answer within {KMS_TIMEOUT:.0f} s: check that "
+                "this node can reach it.)"
+            )
         except (aiohttp.ClientError, OSError) as exc:
             self.kms_failed(f": KMS at {self.kms_url} is unreachable ({exc})")
         else:
@@ -408,7 +412,10 @@ class SessionWorker:
         try:
             self.shell = await ShellProcess.start(spec)
         except ShellError as exc:
-            self.finish("Failed", ERROR_BANNER + f"Unable to start command: {exc}\n")
+            # A shell session says "shell", as the support articles quote it; a command
+            # document says "command", as agents since 3.0.1181 say for every session.
+            what = "shell" if spec.command is None else "command"
+            self.finish("Failed", ERROR_BANNER + f"Unable to start {what}: {exc}\n")
             return
         log.info("process started", extra={**self.extra, "pid": self.shell.pid})
         self.tasks.append(asyncio.create_task(self.pump_process()))

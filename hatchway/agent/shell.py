@@ -60,7 +60,8 @@ RESET_SIGNALS = (
 
 class ShellError(Exception):
     """The session's process could not be started. The message is the agent's text, which
-    the caller shows as ``Unable to start command: <message>`` (agent.md §4.2, §6)."""
+    the caller shows as ``Unable to start shell: <message>``, or ``command`` for command
+    documents (agent.md §4.2, §6)."""
 
 
 @dataclass(frozen=True)

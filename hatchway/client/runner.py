@@ -302,7 +302,10 @@ class SessionRunner:
         if isinstance(event, SessionEnded):
             self._terminal.restore()  # so the exit line is laid out normally
             self._terminal.status(closing_line(self._session_id, event.output))
-            return self._exit_code if self._exit_code is not None else 0
+            if self._exit_code is not None:
+                return self._exit_code
+            # The agent could not open the session (KMS, RunAs, the shell): not a success.
+            return ExitStatus.TRANSPORT_FAILURE if event.failed else ExitStatus.OK
         if isinstance(event, SessionFailed):
             raise SessionBroken(f"Error: the session failed: {event.reason}")
         if isinstance(event, HandshakeStarted):

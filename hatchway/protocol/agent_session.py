@@ -42,8 +42,8 @@ EXIT_CODE_ACTION = ActionType.EXIT_CODE_REPORTING
 OPTIONAL_ACTIONS = (ActionType.EXIT_CODE_REPORTING, ActionType.PORT_ERROR_DETAILS)
 KMS_MESSAGE = "This session is encrypted using AWS KMS."
 HANDSHAKE_TIMED_OUT = (
-    "Handshake timed out. Please ensure that you have the latest version of the session "
-    "manager plugin."
+    "Encountered error while initiating handshake. Handshake timed out. Please ensure that "
+    "you have the latest version of the session manager plugin."
 )
 CHALLENGE_TIMED_OUT = "Timed out waiting for encryption challenge."
 CHALLENGE_MISMATCH = "Encryption challenge does not match!"
@@ -195,6 +195,11 @@ class AgentSession:
         self.channel.send(challenge.to_json(), PayloadType.ENC_CHALLENGE_REQUEST, now=now)
         self.state = State.AWAITING_CHALLENGE
         self._deadline = now + HANDSHAKE_TIMEOUT
+
+    def data_key_timed_out(self, detail: str) -> None:
+        """KMS did not answer in time: the handshake timed out, as the official agent says
+        when the node cannot reach KMS (agent.md §6); ``detail`` says where it waited."""
+        self._fail(f"{HANDSHAKE_TIMED_OUT} {detail}")
 
     def data_key_failed(self, error: str) -> None:
         """KMS would not or could not decrypt the client's data key (agent.md §6)."""

@@ -31,6 +31,7 @@ from .crypto import Role, SessionCipher
 from .errors import FlowControlError, ProtocolError
 from .message import AgentMessage, MessageType, PayloadType, decode
 from .payloads import (
+    ERROR_BANNER,
     ActionStatus,
     ActionType,
     EncChallengeRequest,
@@ -183,6 +184,12 @@ class SessionEnded:
     """channel_closed arrived; ``output`` is its Output text (often a reason)."""
 
     output: str
+
+    @property
+    def failed(self) -> bool:
+        """Agents mark a session that failed with an error banner before the reason
+        (agent.md §3, "mark failed"); a clean end has no banner."""
+        return self.output.startswith(ERROR_BANNER)
 
 
 @dataclass(frozen=True, slots=True)

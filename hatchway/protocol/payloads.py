@@ -111,6 +111,11 @@ class Acknowledge:
         )
 
 
+# What an agent's channel_closed Output starts with when the session failed, before the
+# reason (agent.md §3, the "mark failed" path): a newline, 10 dashes, ERROR, 7 dashes.
+ERROR_BANNER = "\n----------ERROR-------\n"
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelClosed:
     """The payload of ``channel_closed`` (data-channel.md §6.1)."""

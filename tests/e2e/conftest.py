@@ -87,3 +87,9 @@ def plugin_env(client_env, tmp_path):
         timeout=30,
     )
     return client_env | {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+@pytest.fixture
+def pyssm(pyssm_python):
+    """The pyssm-client command, a third-party client."""
+    return str(pyssm_python.parent / "pyssm")

@@ -1,9 +1,12 @@
 """Sessions encrypted with a key from Hatchway's built-in KMS, end to end, and the ways
 KMS can fail: each failure reaches the user in the words the official agent uses."""
 
+import contextlib
 import json
+import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -67,14 +70,21 @@ def test_an_encrypted_shell_session_shows_the_relay_only_ciphertext(
     assert b"secret-$((6*7))" not in seen  # the input
 
 
+def assert_failed(server, result):
+    """The session ended with an error: the client exits non-zero and the service records
+    the session as Failed."""
+    assert result.returncode != 0
+    (session,) = server.client().describe_sessions(State="History")["Sessions"]
+    assert session["Status"] == "Failed"
+
+
 def test_a_key_that_does_not_exist(stack, client_env):
     server, agent = stack
     document = encrypted_document(server, "alias/no-such-key")
     result = run_shell(client_env, agent.instance_id, document, "exit\n")
     output = result.stdout + result.stderr
     assert "NotFoundException: Invalid keyId alias/no-such-key" in output, output
-    (session,) = server.client().describe_sessions(State="History")["Sessions"]
-    assert session["Status"] == "Failed"
+    assert_failed(server, result)
 
 
 def put_role_policy(server, role, name, document):
@@ -111,9 +121,10 @@ def test_kms_decrypt_denied_to_the_node_names_the_key(stack, client_env):
         "data key AccessDeniedException" in output
     ), output
     assert key["Arn"] in output
+    assert_failed(server, result)
 
 
-def test_an_agent_that_cannot_reach_kms(stack, client_env, tmp_path):
+def test_an_agent_whose_kms_refuses_connections(stack, client_env):
     server, agent = stack
     agent.stop()
     agent.start(kms_url="http://127.0.0.1:9")  # the discard port: nothing listens there
@@ -123,6 +134,50 @@ def test_an_agent_that_cannot_reach_kms(stack, client_env, tmp_path):
     output = result.stdout + result.stderr
     assert "Encountered error while initiating handshake. Fetching data key failed" in output
     assert "KMS at http://127.0.0.1:9 is unreachable" in output, output
+    assert_failed(server, result)
+
+
+@contextlib.contextmanager
+def silent_endpoint():
+    """A TCP endpoint that takes connections and never answers: a KMS the node cannot
+    really reach (a firewall that drops, a VPC without the endpoint)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held = []
+    stop = threading.Event()
+
+    def hold():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                held.append(listener.accept()[0])
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        for connection in held:
+            connection.close()
+        listener.close()
+
+
+def test_an_agent_that_cannot_reach_kms_times_out_the_handshake(stack, client_env):
+    server, agent = stack
+    key_id = server.client("kms").create_key()["KeyMetadata"]["KeyId"]
+    document = encrypted_document(server, key_id)
+    with silent_endpoint() as kms_url:
+        agent.stop()
+        agent.start(kms_url=kms_url)
+        result = run_shell(client_env, agent.instance_id, document, "exit\n")
+    output = result.stdout + result.stderr
+    assert (
+        "Encountered error while initiating handshake. Handshake timed out. Please ensure "
+        "that you have the latest version of the session manager plugin." in output
+    ), output
+    assert f"KMS at {kms_url} did not answer within" in output
+    assert_failed(server, result)
 
 
 def test_an_encrypted_port_session(stack, client_env, relay_frames):
@@ -158,3 +213,50 @@ def test_an_encrypted_port_session(stack, client_env, relay_frames):
         assert HttpOrigin.fetch_through(tunnel.port) == body
     assert "This session is encrypted using AWS KMS." in tunnel.output
     assert b"plain-marker-" not in b"".join(relay_frames)
+
+
+def test_a_client_without_kms_is_refused_in_the_agents_words(stack, client_env, pyssm):
+    """pyssm-client answers KMSEncryption as unsupported; the agent ends the session with
+    the official agent's message, which the client prints."""
+    server, agent = stack
+    key_id = server.client("kms").create_key()["KeyMetadata"]["KeyId"]
+    document = encrypted_document(server, key_id)
+    result = subprocess.run(
+        [
+            *(pyssm, "ssh", "--target", agent.instance_id, "--document-name", document),
+            *("--endpoint-url", server.url, "--region", server.region),
+        ],
+        input=b"exit\n",
+        env=client_env,
+        capture_output=True,
+        timeout=90,
+    )
+    # pyssm-client prints the channel_closed message as it came, header bytes and all.
+    output = (result.stdout + result.stderr).decode(errors="replace")
+    assert (
+        "Encountered error while initiating handshake. KMSEncryption failed on client with "
+        "status 3 error: KMSEncryption not supported in Python client" in output
+    ), output
+    (session,) = server.client().describe_sessions(State="History")["Sessions"]
+    assert session["Status"] == "Failed"
+
+
+def test_a_cli_too_old_for_kms_is_refused_with_the_plugins_words(stack, plugin_env):
+    """The AWS CLI's oldest plugin call (4 arguments, no StartSession request) cannot do
+    KMS: the plugin refuses the handshake with the reference plugin's upgrade message."""
+    server, agent = stack
+    key_id = server.client("kms").create_key()["KeyMetadata"]["KeyId"]
+    document = encrypted_document(server, key_id)
+    started = server.client().start_session(Target=agent.instance_id, DocumentName=document)
+    response = json.dumps({k: started[k] for k in ("SessionId", "TokenValue", "StreamUrl")})
+    result = subprocess.run(
+        ["session-manager-plugin", response, server.region, "StartSession"],
+        env=plugin_env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    output = result.stdout + result.stderr
+    assert "Installed version of CLI does not support Session Manager encryption feature" in (
+        output
+    ), output

@@ -2,13 +2,6 @@
 
 import subprocess
 
-import pytest
-
-
-@pytest.fixture
-def pyssm(pyssm_python):
-    return str(pyssm_python.parent / "pyssm")
-
 
 def test_pyssm_exec_gets_output_and_exit_code(stack, client_env, pyssm):
     server, agent = stack

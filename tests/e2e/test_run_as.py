@@ -68,9 +68,10 @@ def test_a_run_as_user_that_does_not_exist(stack, client_env):
     result = shell(client_env, agent.instance_id, document, "exit\n")
     output = result.stdout + result.stderr
     assert (
-        "Unable to start command: failed to start pty since RunAs user hw-no-such-user "
+        "Unable to start shell: failed to start pty since RunAs user hw-no-such-user "
         "does not exist" in output
     ), output
+    assert result.returncode == 255
     (session,) = server.client().describe_sessions(State="History")["Sessions"]
     assert session["Status"] == "Failed"
 
@@ -81,6 +82,8 @@ def test_run_as_with_no_user_is_refused_by_the_service(stack, client_env):
     result = shell(client_env, agent.instance_id, document, "exit\n")
     assert "Invalid RunAs username" in result.stderr
     assert result.returncode == 254
+    (session,) = server.client().describe_sessions(State="History")["Sessions"]
+    assert session["Status"] == "Failed"
 
 
 @needs_root
