@@ -31,7 +31,7 @@ export function seededInts(seed = 7) {
   const bytes = seededRandom(seed);
   return (n) => {
     const [a, b, c, d] = bytes(4);
-    return ((a << 24) | (b << 16) | (c << 8) | d) >>> 0 % n;
+    return (((a << 24) | (b << 16) | (c << 8) | d) >>> 0) % n;
   };
 }
 
