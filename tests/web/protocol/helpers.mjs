@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 
 export * from '../../../hatchway/web/static/protocol/index.js';
-export { fromHex, toHex, utf8, fromUtf8 } from '../../../hatchway/web/static/protocol/bytes.js';
+export { base64Decode, base64Encode, fromHex, toHex, utf8, fromUtf8 } from '../../../hatchway/web/static/protocol/bytes.js';
 
 export const vectors = JSON.parse(readFileSync(new URL('../../protocol/vectors.json', import.meta.url), 'utf8'));
 
