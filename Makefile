@@ -11,8 +11,9 @@ PYSSM_CLIENT ?= pyssm-client==0.2.0
 PY312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null))
 HOME_DIR ?= .hatchway
 PYTEST_ARGS ?=
+WEB := hatchway/web
 
-.PHONY: help run test lint bench clean openssh-server
+.PHONY: help run test lint bench clean openssh-server chromium
 
 help:
 	@echo "make run    - server plus a local agent on 127.0.0.1:8080 (home: $(HOME_DIR))"
@@ -36,6 +37,17 @@ $(PYSSM_VENV)/.stamp: Makefile
 	$(PYSSM_VENV)/bin/python -m pip install -q --disable-pip-version-check '$(PYSSM_CLIENT)'
 	@touch $@
 
+# The console's npm packages (xterm.js and its addons, @noble/hashes), as the lock file pins.
+$(WEB)/node_modules/.stamp: $(WEB)/package.json $(WEB)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed for the web console (apt-get install npm)"; exit 1; }
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# The browser tests drive Debian's Chromium with Playwright (it never downloads a browser).
+chromium:
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-noto-color-emoji; }
+
 # The tests and bench/port_forward.py run a real sshd on loopback; Debian ships it apart
 # from the ssh client. Checked on every run (cheap), installed only when missing.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -43,14 +55,15 @@ openssh-server:
 	@test -x /usr/sbin/sshd || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openssh-server openssh-client; }
 
-run: $(VENV)/.run-stamp
+run: $(VENV)/.run-stamp $(WEB)/node_modules/.stamp
 	$(VENV)/bin/hatchway up --home $(HOME_DIR)
 
 lint: $(VENV)/.test-stamp
 	$(VENV)/bin/ruff check hatchway tests bench
 	$(VENV)/bin/mypy
 
-test: $(VENV)/.test-stamp $(PYSSM_VENV)/.stamp openssh-server lint
+test: $(VENV)/.test-stamp $(PYSSM_VENV)/.stamp $(WEB)/node_modules/.stamp openssh-server chromium lint
+	cd $(WEB) && npm test
 	HATCHWAY_PYSSM_PYTHON=$(abspath $(PYSSM_VENV))/bin/python \
 		$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
@@ -59,4 +72,4 @@ bench: $(VENV)/.test-stamp openssh-server
 	$(VENV)/bin/python bench/port_forward.py
 
 clean:
-	rm -rf $(VENV) $(PYSSM_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(PYSSM_VENV) $(WEB)/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts

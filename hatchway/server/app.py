@@ -18,7 +18,9 @@ from ..aws.query import FORM_CONTENT_TYPE, QueryRequest
 from .auth import authenticate
 from .bootstrap import bootstrap
 from .config import ServerConfig
+from .console import Console
 from .iam import admin as iam_admin
+from .iam.principals import Principal
 from .keystore import Keystore
 from .mgs import gateway_for
 from .pagination import Paginator
@@ -41,12 +43,17 @@ def now_utc() -> datetime:
 
 
 def base_url(request: web.Request, config: ServerConfig) -> str:
-    """The URL the caller used to reach us, honouring a TLS-terminating proxy in front."""
+    """The URL the caller used to reach us, honouring a TLS-terminating proxy in front
+    (X-Forwarded-Proto, X-Forwarded-Host) and the path prefix it serves us under
+    (X-Forwarded-Prefix)."""
     if config.public_url:
         return config.public_url.rstrip("/")
     scheme = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
     host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
-    return f"{scheme}://{host}"
+    prefix = request.headers.get("X-Forwarded-Prefix", "").split(",")[0].strip().rstrip("/")
+    if prefix and not prefix.startswith("/"):
+        prefix = ""
+    return f"{scheme}://{host}{prefix}"
 
 
 @web.middleware
@@ -243,6 +250,18 @@ def create_app(config: ServerConfig) -> web.Application:
             return await relay.create_data_channel(request)
         return await relay.data_channel(request)
 
+    def call_for(request: web.Request, principal: Principal, service: str) -> Call:
+        state = request.app[STATE]
+        return Call(
+            state=state,
+            principal=principal,
+            request_id=request[REQUEST_ID],
+            now=now_utc(),
+            base_url=base_url(request, state.config),
+            service=service,
+        )
+
+    Console(lambda app: app[STATE], app[SERVICES], call_for).add_routes(app)
     app.router.add_route("POST", "/v1/control-channel/{instance_id}", control)
     app.router.add_route("GET", "/v1/control-channel/{instance_id}", control)
     app.router.add_route("POST", "/v1/data-channel/{session_id}", data)

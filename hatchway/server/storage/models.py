@@ -183,3 +183,15 @@ class KmsAlias(Base):
     name: Mapped[str] = mapped_column(String(256), primary_key=True)  # alias/...
     key_id: Mapped[str] = mapped_column(String(36), index=True)
     created: Mapped[datetime]
+
+
+class ConsoleSession(Base):
+    """A signed-in web console. Only the cookie's hash is kept; the CSRF token is not a
+    credential on its own (it works only beside the cookie)."""
+
+    __tablename__ = "console_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(64), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created: Mapped[datetime]
+    expires: Mapped[datetime]
