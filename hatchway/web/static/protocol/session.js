@@ -229,7 +229,12 @@ export class ClientSession {
    * frame, which changes nothing: the caller logs it and carries on, as the reference
    * client does. */
   receive(frame, now) {
-    const bytes = Uint8Array.from(toBytes(frame, 'frame')); // the caller may reuse its buffer
+    let bytes;
+    try {
+      bytes = Uint8Array.from(toBytes(frame, 'frame')); // the caller may reuse its buffer
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this._run(async () => {
       if (ENDED.has(this._state)) return;
       this.channel.receive(decodeMessage(bytes), now);
