@@ -57,6 +57,7 @@ OPERATIONS = frozenset(
         "AmazonSSM.ResumeSession",
         "AmazonSSM.TerminateSession",
         "AmazonSSM.GetConnectionStatus",
+        "AmazonSSM.ListDocuments",
         "TrentService.GenerateDataKey",
     }
 )
@@ -76,6 +77,13 @@ CallFactory = Callable[[web.Request, Principal, str], Call]
 
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _cookie_path(request: web.Request) -> str:
+    """The cookie goes only to the console, under the prefix a proxy in front serves us at,
+    so other applications on the same host never see it."""
+    prefix = request.headers.get("X-Forwarded-Prefix", "").split(",")[0].strip().rstrip("/")
+    return (prefix if prefix.startswith("/") else "") + "/console/"
 
 
 def _secure(request: web.Request) -> bool:
@@ -185,6 +193,7 @@ class Console:
             COOKIE,
             token,
             max_age=int(SESSION_LIFETIME.total_seconds()),
+            path=_cookie_path(request),
             httponly=True,
             secure=_secure(request),
             samesite="Strict",
@@ -227,7 +236,7 @@ class Console:
                 delete(ConsoleSession).where(ConsoleSession.token_hash == session.token_hash)
             )
         response = web.json_response({})
-        response.del_cookie(COOKIE)
+        response.del_cookie(COOKIE, path=_cookie_path(request))
         return response
 
     async def me(self, request: web.Request) -> web.Response:

@@ -53,7 +53,25 @@ async function enter(me) {
   $("#who").textContent = me.userName;
   if (me.region) $("#where").textContent = me.region;
   show("console");
-  await loadNodes();
+  await Promise.all([loadNodes(), loadDocuments()]);
+}
+
+// Shell documents the user may pick instead of the default: the account's own Session
+// documents (port, SSH and command documents need parameters a terminal does not give).
+async function loadDocuments() {
+  const select = $("#session-document");
+  let documents = [];
+  try {
+    const listed = await api.call("AmazonSSM.ListDocuments", {
+      Filters: [{ Key: "DocumentType", Values: ["Session"] }, { Key: "Owner", Values: ["Self"] }],
+      MaxResults: 50,
+    });
+    documents = listed.DocumentIdentifiers.map((d) => d.Name);
+  } catch {
+    // Without ssm:ListDocuments the default document is still there.
+  }
+  select.replaceChildren(select.options[0]);
+  for (const name of documents) select.add(new Option(name, name));
 }
 
 async function signOut() {
@@ -188,7 +206,13 @@ function openTerminal(node) {
     if (event.target === close) closeTab(id);
     else selectTab(id);
   });
-  const tab = new TerminalTab({ api, target: node.InstanceId, element: pane });
+  const sessionDocument = $("#session-document").value || undefined;
+  const tab = new TerminalTab({
+    api,
+    target: node.InstanceId,
+    document: sessionDocument,
+    element: pane,
+  });
   tab.onEnd = () => button.classList.add("ended");
   tab.onSessionId = (sessionId) => (button.title = sessionId);
   tabs.set(id, tab);

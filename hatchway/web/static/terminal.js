@@ -38,15 +38,17 @@ export function streamUrlForPage(streamUrl, pageBase) {
 }
 
 export class TerminalTab {
-  constructor({ api, target, element }) {
+  constructor({ api, target, document, element }) {
     this.api = api;
     this.target = target;
+    this.document = document; // undefined: the service's default, SSM-SessionManagerRunShell
     this.element = element;
     this.sessionId = "";
     this.session = null;
     this.socket = null;
     this.timer = null;
     this.ended = false;
+    this.attempts = 0; // reconnection attempts since a frame last arrived
     this.exitCode = null;
     this.pasting = Promise.resolve();
     this.onEnd = () => {};
@@ -109,6 +111,7 @@ export class TerminalTab {
     try {
       started = await this.api.call("AmazonSSM.StartSession", {
         Target: this.target,
+        ...(this.document ? { DocumentName: this.document } : {}),
         Reason: "Hatchway web console",
       });
     } catch (error) {
@@ -148,6 +151,7 @@ export class TerminalTab {
       };
       socket.onmessage = (message) => {
         if (typeof message.data === "string") return; // the service sends only binary frames
+        this.attempts = 0;
         this.run((t) => this.session.receive(new Uint8Array(message.data), t));
       };
       socket.onclose = (event) => {
@@ -167,7 +171,10 @@ export class TerminalTab {
     this.reconnecting = true;
     let lastError = cause;
     try {
-      for (let attempt = 1; attempt <= RETRY_ATTEMPTS && !this.ended; attempt++) {
+      // The count goes on across resumes until a frame arrives on the new WebSocket, so a
+      // socket that opens and drops at once cannot retry for ever.
+      while (this.attempts < RETRY_ATTEMPTS && !this.ended) {
+        const attempt = ++this.attempts;
         this.notice(`Trying to open session (Retrying. Attempt #${attempt})`);
         const delay = Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** (attempt - 1));
         await sleep(delay * (1 + Math.random() * 0.5));
