@@ -102,9 +102,7 @@ class ReverseProxy:
             allow_redirects=False,
         ) as upstream:
             body = await upstream.read()
-            headers = {
-                k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP
-            }
+            headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
             return web.Response(status=upstream.status, body=body, headers=headers)
 
     async def _websocket(self, request: web.Request, url: str) -> web.StreamResponse:

@@ -105,15 +105,18 @@ def test_sign_in_with_a_console_password(server):
     assert response.json()["userName"] == "carol"
     # carol has no policy: signed in, but every call is denied, in AWS's words.
     listed = call(
-        session, server, "AmazonSSM.DescribeSessions", {"State": "Active"},
+        session,
+        server,
+        "AmazonSSM.DescribeSessions",
+        {"State": "Active"},
         response.json()["csrfToken"],
     )
     assert listed.status_code == 400
     assert listed.json()["__type"] == "AccessDeniedException"
     assert "User: arn:aws:iam::" in listed.json()["message"]
-    assert "user/carol is not authorized to perform: ssm:DescribeSessions" in listed.json()[
-        "message"
-    ]
+    assert (
+        "user/carol is not authorized to perform: ssm:DescribeSessions" in listed.json()["message"]
+    )
 
 
 def test_state_changing_calls_need_the_csrf_token(server):
@@ -154,9 +157,7 @@ def test_without_a_session_nothing_is_answered(server):
 def test_sign_out_ends_the_session(server):
     session, csrf = admin(server)
     stolen = dict(session.cookies)
-    assert session.post(
-        f"{server.url}/console/api/sign-out", headers={"X-CSRF-Token": csrf}
-    ).ok
+    assert session.post(f"{server.url}/console/api/sign-out", headers={"X-CSRF-Token": csrf}).ok
     response = requests.get(f"{server.url}/console/api/me", cookies=stolen)
     assert response.status_code == 401
 
