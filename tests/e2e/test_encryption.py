@@ -70,6 +70,37 @@ def test_an_encrypted_shell_session_shows_the_relay_only_ciphertext(
     assert b"secret-$((6*7))" not in seen  # the input
 
 
+def test_session_preferences_that_name_a_key_encrypt_every_default_session(stack, client_env):
+    """The preferences document, updated as with AWS, applies to sessions that name no
+    document."""
+    server, agent = stack
+    key_id = server.client("kms").create_key()["KeyMetadata"]["KeyId"]
+    preferences = {
+        "schemaVersion": "1.0",
+        "description": "Session Manager preferences",
+        "sessionType": "Standard_Stream",
+        "inputs": {"kmsKeyId": key_id, "idleSessionTimeout": "20"},
+    }
+    server.client().update_document(
+        Name="SSM-SessionManagerRunShell",
+        Content=json.dumps(preferences),
+        DocumentVersion="$LATEST",
+    )
+    server.client().update_document_default_version(
+        Name="SSM-SessionManagerRunShell", DocumentVersion="2"
+    )
+    result = subprocess.run(
+        [*HATCHWAY, "start-session", "--target", agent.instance_id],
+        input="echo prefs-$((6*7))\nexit\n",
+        env=client_env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert "prefs-42" in result.stdout, result.stderr
+    assert "This session is encrypted using AWS KMS." in result.stderr
+
+
 def assert_failed(server, result):
     """The session ended with an error: the client exits non-zero and the service records
     the session as Failed."""

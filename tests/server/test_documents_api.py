@@ -123,6 +123,62 @@ def test_duplicate_name_and_aws_owned_documents_are_read_only(ssm):
         ssm.get_document(Name="AWS-StartSSHSession", DocumentVersion="7")
 
 
+def preferences(**inputs):
+    return json.dumps(
+        {
+            "schemaVersion": "1.0",
+            "description": "Session Manager preferences",
+            "sessionType": "Standard_Stream",
+            "inputs": {"idleSessionTimeout": "20", **inputs},
+        }
+    )
+
+
+def test_the_account_writes_its_own_preferences(ssm):
+    """SSM-SessionManagerRunShell is built in until the account updates it, as people do
+    with `aws ssm update-document --name SSM-SessionManagerRunShell`; deleting the account's
+    copy brings the built-in back."""
+    built_in = ssm.describe_document(Name="SSM-SessionManagerRunShell")["Document"]
+    assert built_in["Owner"] == "Amazon"
+    updated = ssm.update_document(
+        Name="SSM-SessionManagerRunShell",
+        Content=preferences(kmsKeyId="alias/sessions"),
+        DocumentVersion="$LATEST",
+    )["DocumentDescription"]
+    assert updated["LatestVersion"] == "2" and updated["Owner"] != "Amazon"
+    assert updated["DocumentVersion"] == "2"
+    ssm.update_document_default_version(Name="SSM-SessionManagerRunShell", DocumentVersion="2")
+    content = json.loads(ssm.get_document(Name="SSM-SessionManagerRunShell")["Content"])
+    assert content["inputs"]["kmsKeyId"] == "alias/sessions"
+    original = json.loads(
+        ssm.get_document(Name="SSM-SessionManagerRunShell", DocumentVersion="1")["Content"]
+    )
+    assert original["inputs"]["kmsKeyId"] == ""
+    listed = [
+        d["Name"]
+        for d in ssm.list_documents()["DocumentIdentifiers"]
+        if d["Name"] == "SSM-SessionManagerRunShell"
+    ]
+    assert listed == ["SSM-SessionManagerRunShell"]
+    ssm.delete_document(Name="SSM-SessionManagerRunShell")
+    assert ssm.describe_document(Name="SSM-SessionManagerRunShell")["Document"]["Owner"] == (
+        "Amazon"
+    )
+
+
+def test_preferences_can_be_created_with_create_document(ssm):
+    ssm.create_document(
+        Name="SSM-SessionManagerRunShell",
+        Content=preferences(runAsEnabled=True, runAsDefaultUser="ops"),
+        DocumentType="Session",
+        DocumentFormat="JSON",
+    )
+    content = json.loads(ssm.get_document(Name="SSM-SessionManagerRunShell")["Content"])
+    assert content["inputs"]["runAsDefaultUser"] == "ops"
+    with pytest.raises(ssm.exceptions.ClientError):
+        ssm.create_document(Name="SSM-Other", Content=preferences(), DocumentType="Session")
+
+
 def test_list_documents_pages(ssm):
     for i in range(8):
         ssm.create_document(

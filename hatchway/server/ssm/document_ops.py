@@ -29,6 +29,10 @@ from .errors import InvalidDocument, InvalidFilterKey
 NAME_PATTERN = r"^[a-zA-Z0-9_\-.:/]{3,128}$"
 CREATE_NAME_PATTERN = r"^[a-zA-Z0-9_\-.]{3,128}$"
 RESERVED_PREFIXES = ("aws-", "amazon", "amzn", "ssm-")
+# Session Manager's preferences: built in, until the account writes its own with
+# CreateDocument or UpdateDocument, as with AWS (`aws ssm update-document --name
+# SSM-SessionManagerRunShell ...`). Deleting the account's copy brings the built-in back.
+PREFERENCES = docs.DEFAULT_SESSION_DOCUMENT
 AWS_OWNER = "Amazon"
 AWS_CREATED = datetime(2019, 1, 1, tzinfo=UTC)
 VERSION_PATTERN = r"^([$]LATEST|[$]DEFAULT|^[1-9][0-9]*$)$"
@@ -86,13 +90,14 @@ def _pick_version(row: Document, version: str | None) -> int:
 async def load_document(
     db: AsyncSession, name: str, version: str | None = None, version_name: str | None = None
 ) -> LoadedDocument:
-    """A document by name (and version); raises InvalidDocument when there is none."""
+    """A document by name (and version); raises InvalidDocument when there is none. The
+    account's own preferences document, once created, stands in for the built-in one."""
     standard = _standard(name)
-    if standard is not None:
+    row = await db.get(Document, name) if standard is None or name == PREFERENCES else None
+    if standard is not None and row is None:
         if version not in (None, "$DEFAULT", "$LATEST", "1") or version_name:
             raise InvalidDocumentVersion(f"The document version is not valid for {name}.")
         return standard
-    row = await db.get(Document, name)
     if row is None:
         raise InvalidDocument(f"Document with name {name} does not exist.")
     query = select(DocumentVersion).where(DocumentVersion.name == name)
@@ -171,7 +176,7 @@ async def create_document(call: Call, params: dict[str, Any]) -> dict[str, Any]:
         raise ValidationException(
             f"DocumentType {doc_type} is not supported: Hatchway stores Session documents only"
         )
-    if name.lower().startswith(RESERVED_PREFIXES):
+    if name.lower().startswith(RESERVED_PREFIXES) and name != PREFERENCES:
         raise ValidationException(f"The document name {name} uses a reserved prefix")
     version_name = v.string(params, "VersionName", pattern=r"^[a-zA-Z0-9_\-.]{1,128}$")
     content, fmt, _ = _content_params(params)
@@ -182,22 +187,26 @@ async def create_document(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     async with call.state.db() as db, db.begin():
         if await db.get(Document, name) is not None:
             raise DocumentAlreadyExists(f"Document with name {name} already exists.")
-        db.add(
-            Document(
-                name=name,
-                owner=principal.account,
-                document_type="Session",
-                document_format=fmt,
-                created_date=call.now,
-                default_version=1,
-                latest_version=1,
-                tags=tags,
-            )
-        )
+        db.add(_new_document(name, principal.account, fmt, call.now, tags))
         await db.flush()
         db.add(_version_row(name, 1, content, version_name, call.now))
     async with call.state.db() as db:
         return {"DocumentDescription": describe(await load_document(db, name))}
+
+
+def _new_document(
+    name: str, owner: str, fmt: str, now: datetime, tags: dict[str, Any]
+) -> Document:
+    return Document(
+        name=name,
+        owner=owner,
+        document_type="Session",
+        document_format=fmt,
+        created_date=now,
+        default_version=1,
+        latest_version=1,
+        tags=tags,
+    )
 
 
 def _version_row(
@@ -213,10 +222,21 @@ def _version_row(
     )
 
 
-async def _own_document(db: AsyncSession, name: str, operation: str) -> Document:
-    if name in docs.STANDARD_DOCUMENTS:
+async def _own_document(
+    db: AsyncSession, name: str, operation: str, call: Call | None = None
+) -> Document:
+    """The account's document ``name``. An update of the preferences document before the
+    account has its own (``call`` given) first copies the built-in one as version 1."""
+    if name in docs.STANDARD_DOCUMENTS and name != PREFERENCES:
         raise InvalidDocumentOperation(f"You cannot {operation} the AWS-owned document {name}.")
     row = await db.get(Document, name)
+    if row is None and name == PREFERENCES and call is not None:
+        row = _new_document(name, call.account, "JSON", call.now, {})
+        db.add(row)
+        await db.flush()
+        standard = _standard(name)
+        assert standard is not None
+        db.add(_version_row(name, 1, standard.content, None, call.now))
     if row is None:
         raise InvalidDocument(f"Document with name {name} does not exist.")
     return row
@@ -232,7 +252,7 @@ async def update_document(call: Call, params: dict[str, Any]) -> dict[str, Any]:
         "ssm:UpdateDocument", arns.document(call.region, call.account, name, aws_owned=False)
     )
     async with call.state.db() as db, db.begin():
-        row = await _own_document(db, name, "update")
+        row = await _own_document(db, name, "update", call)
         if base != "$LATEST" and _pick_version(row, base) != row.latest_version:
             raise InvalidDocumentVersion(
                 f"Updates must be based on the latest version ({row.latest_version})."
@@ -370,7 +390,8 @@ async def list_documents(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     filters = _list_filters(params)
     async with call.state.db() as db:
         names = [row.name for row in await db.scalars(select(Document))]
-        everything = [d for d in map(_standard, docs.STANDARD_DOCUMENTS) if d is not None]
+        standard = (_standard(name) for name in docs.STANDARD_DOCUMENTS if name not in names)
+        everything = [d for d in standard if d is not None]
         everything += [await load_document(db, name) for name in names]
     shown = sorted(
         (d for d in everything if all(_listed(d, k, vals, call.account) for k, vals in filters)),
