@@ -174,6 +174,11 @@ def test_sign_in_connect_and_run_a_command(stack, console):
     console.type("exit 3\n")
     console.wait_for(r"Session admin-\S+ ended, exit code 3")
 
+    console.page.click("#sign-out")
+    console.page.wait_for_selector("#sign-in-view:not([hidden])")
+    console.page.reload()
+    console.page.wait_for_selector("#sign-in-view:not([hidden])")  # the cookie is gone
+
 
 def server_account(server):
     return server.app_state().account
@@ -211,6 +216,20 @@ def test_a_10_kb_paste_arrives_intact(stack, console):
     screen = console.run("sha256sum /tmp/hw-paste.txt; echo sum-done", "sum-done")
     assert hashlib.sha256(text.encode()).hexdigest() in screen
 
+    # Copy: what is selected on the screen is what the clipboard gets.
+    copied = console.page.evaluate(
+        """() => {
+            const term = [...window.hatchway.tabs.values()].at(-1).term;
+            term.selectAll();
+            const data = new DataTransfer();
+            const area = document.querySelector('.pane.terminal:not([hidden]) textarea');
+            area.dispatchEvent(new ClipboardEvent('copy', {clipboardData: data,
+                bubbles: true, cancelable: true}));
+            return data.getData('text/plain');
+        }"""
+    )
+    assert hashlib.sha256(text.encode()).hexdigest() in copied
+
 
 def test_a_cut_websocket_resumes_with_nothing_lost_or_repeated(stack, page):
     server, agent = stack
@@ -225,6 +244,19 @@ def test_a_cut_websocket_resumes_with_nothing_lost_or_repeated(stack, page):
     assert "Trying to open session (Retrying. Attempt #1)" in screen
     numbers = [int(n) for n in re.findall(r"^line-(\d+)$", screen, re.MULTILINE)]
     assert numbers == list(range(1, 401))
+
+
+def test_when_the_websocket_cannot_come_back_the_tab_says_why(stack, page):
+    server, agent = stack
+    with reverse_proxy(server.url) as (proxy, proxy_loop):
+        console = Console(page, proxy.url)
+        admin_sign_in(console, server)
+        console.connect(agent.instance_id)
+        proxy.mode = WebSocketMode.REFUSE  # from now on the proxy turns WebSockets away
+        proxy_loop.run(proxy.cut())
+        screen = console.wait_for("Error: Failed to open session.", timeout=60)
+    assert "Trying to open session (Retrying. Attempt #1)" in screen
+    assert "never reached Hatchway" in screen.replace("\n", "")
 
 
 @pytest.mark.parametrize(
