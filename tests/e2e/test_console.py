@@ -5,7 +5,6 @@ Screenshots go to test-artifacts/ for a reviewer to look at."""
 from __future__ import annotations
 
 import hashlib
-import json
 import pathlib
 import re
 import ssl
@@ -14,6 +13,7 @@ import time
 import pytest
 
 from tests.certs import PrivateCA
+from tests.e2e.shells import shell_document
 from tests.reverse_proxy import WebSocketMode, reverse_proxy
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -304,15 +304,7 @@ def test_behind_a_tls_terminating_proxy_under_a_path_prefix(stack, page, tmp_pat
 def test_an_encrypted_session_through_webcrypto(stack, console):
     server, agent = stack
     key_id = server.client("kms").create_key()["KeyMetadata"]["KeyId"]
-    document = {
-        "schemaVersion": "1.0",
-        "description": "a shell encrypted with KMS",
-        "sessionType": "Standard_Stream",
-        "inputs": {"kmsKeyId": key_id},
-    }
-    server.client().create_document(
-        Name="Encrypted-Shell", Content=json.dumps(document), DocumentType="Session"
-    )
+    shell_document(server, {"kmsKeyId": key_id}, name="Encrypted-Shell")
     admin_sign_in(console, server)
     console.page.select_option("#session-document", "Encrypted-Shell")
     console.connect(agent.instance_id)

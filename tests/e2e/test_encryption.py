@@ -5,34 +5,15 @@ import contextlib
 import json
 import socket
 import subprocess
-import sys
 import threading
 
 import pytest
 
-HATCHWAY = [sys.executable, "-m", "hatchway"]
+from tests.e2e.shells import run_shell, shell_document
 
 
-def encrypted_document(server, key_id, name="Encrypted-Shell"):
-    document = {
-        "schemaVersion": "1.0",
-        "description": "a shell encrypted with KMS",
-        "sessionType": "Standard_Stream",
-        "inputs": {"kmsKeyId": key_id},
-    }
-    server.client().create_document(Name=name, Content=json.dumps(document), DocumentType="Session")
-    return name
-
-
-def run_shell(env, target, document, commands):
-    return subprocess.run(
-        [*HATCHWAY, "start-session", "--target", target, "--document-name", document],
-        input=commands,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+def encrypted_document(server, key_id):
+    return shell_document(server, {"kmsKeyId": key_id})
 
 
 @pytest.fixture
@@ -79,7 +60,7 @@ def test_session_preferences_that_name_a_key_encrypt_every_default_session(stack
         "schemaVersion": "1.0",
         "description": "Session Manager preferences",
         "sessionType": "Standard_Stream",
-        "inputs": {"kmsKeyId": key_id, "idleSessionTimeout": "20"},
+        "inputs": {"kmsKeyId": key_id},
     }
     server.client().update_document(
         Name="SSM-SessionManagerRunShell",
@@ -89,14 +70,7 @@ def test_session_preferences_that_name_a_key_encrypt_every_default_session(stack
     server.client().update_document_default_version(
         Name="SSM-SessionManagerRunShell", DocumentVersion="2"
     )
-    result = subprocess.run(
-        [*HATCHWAY, "start-session", "--target", agent.instance_id],
-        input="echo prefs-$((6*7))\nexit\n",
-        env=client_env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+    result = run_shell(client_env, agent.instance_id, None, "echo prefs-$((6*7))\nexit\n")
     assert "prefs-42" in result.stdout, result.stderr
     assert "This session is encrypted using AWS KMS." in result.stderr
 

@@ -1,39 +1,18 @@
 """RunAs against real OS users: CI runs as root, so these tests create and remove them."""
 
-import json
 import os
 import subprocess
-import sys
 import uuid
 
 import pytest
 
-HATCHWAY = [sys.executable, "-m", "hatchway"]
+from tests.e2e.shells import run_shell, shell_document
+
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="RunAs needs a root agent")
 
 
 def run_as_document(server, user):
-    name = f"RunAs-{uuid.uuid4().hex[:8]}"
-    document = {
-        "schemaVersion": "1.0",
-        "description": "RunAs",
-        "sessionType": "Standard_Stream",
-        "inputs": {"runAsEnabled": True, "runAsDefaultUser": user},
-    }
-    server.client().create_document(Name=name, Content=json.dumps(document), DocumentType="Session")
-    return name
-
-
-def shell(env, target, document, commands):
-    named = ["--document-name", document] if document else []
-    return subprocess.run(
-        [*HATCHWAY, "start-session", "--target", target, *named],
-        input=commands,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+    return shell_document(server, {"runAsEnabled": True, "runAsDefaultUser": user})
 
 
 @pytest.fixture
@@ -48,7 +27,7 @@ def os_user():
 def test_the_shell_runs_as_the_run_as_user(stack, client_env, os_user):
     server, agent = stack
     document = run_as_document(server, os_user)
-    result = shell(client_env, agent.instance_id, document, 'echo "$(id -un):$HOME"\nexit\n')
+    result = run_shell(client_env, agent.instance_id, document, 'echo "$(id -un):$HOME"\nexit\n')
     assert f"{os_user}:/home/{os_user}" in result.stdout, result.stderr
 
 
@@ -57,7 +36,7 @@ def test_the_tag_names_the_user_before_the_default(stack, client_env, os_user):
     server, agent = stack
     server.tag_admin({"SSMSessionRunAs": os_user})
     document = run_as_document(server, "nobody-by-default")
-    result = shell(client_env, agent.instance_id, document, "id -un\nexit\n")
+    result = run_shell(client_env, agent.instance_id, document, "id -un\nexit\n")
     assert os_user in result.stdout, result.stderr
 
 
@@ -65,7 +44,7 @@ def test_the_tag_names_the_user_before_the_default(stack, client_env, os_user):
 def test_a_run_as_user_that_does_not_exist(stack, client_env):
     server, agent = stack
     document = run_as_document(server, "hw-no-such-user")
-    result = shell(client_env, agent.instance_id, document, "exit\n")
+    result = run_shell(client_env, agent.instance_id, document, "exit\n")
     output = result.stdout + result.stderr
     assert (
         "Unable to start shell: failed to start pty since RunAs user hw-no-such-user "
@@ -79,7 +58,7 @@ def test_a_run_as_user_that_does_not_exist(stack, client_env):
 def test_run_as_with_no_user_is_refused_by_the_service(stack, client_env):
     server, agent = stack
     document = run_as_document(server, "")
-    result = shell(client_env, agent.instance_id, document, "exit\n")
+    result = run_shell(client_env, agent.instance_id, document, "exit\n")
     assert "Invalid RunAs username" in result.stderr
     assert result.returncode == 254
     (session,) = server.client().describe_sessions(State="History")["Sessions"]
@@ -93,9 +72,9 @@ def test_without_run_as_sessions_run_as_a_session_user_made_on_first_use(stack, 
     agent.stop()
     agent.start(session_user=name)
     try:
-        result = shell(client_env, agent.instance_id, None, 'echo "$(id -un):$HOME"\nexit\n')
+        result = run_shell(client_env, agent.instance_id, None, 'echo "$(id -un):$HOME"\nexit\n')
         assert f"{name}:/home/{name}" in result.stdout, result.stderr
-        again = shell(client_env, agent.instance_id, None, "id -un\nexit\n")  # reused
+        again = run_shell(client_env, agent.instance_id, None, "id -un\nexit\n")  # reused
         assert name in again.stdout, again.stderr
     finally:
         subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
