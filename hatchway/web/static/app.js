@@ -8,6 +8,8 @@ const $ = (selector) => document.querySelector(selector);
 const tabs = new Map(); // tab id -> TerminalTab
 let nodes = [];
 let nextTab = 1;
+let refresher = null;
+const REFRESH_MS = 30_000; // the node list follows status changes while it is shown
 
 // For the browser tests and for people poking at the console from devtools.
 window.hatchway = { api, tabs };
@@ -53,6 +55,10 @@ async function enter(me) {
   $("#who").textContent = me.userName;
   if (me.region) $("#where").textContent = me.region;
   show("console");
+  clearInterval(refresher);
+  refresher = setInterval(() => {
+    if (!$("[data-pane=nodes]").hidden && !document.hidden) loadNodes();
+  }, REFRESH_MS);
   await Promise.all([loadNodes(), loadDocuments()]);
 }
 
@@ -75,6 +81,7 @@ async function loadDocuments() {
 }
 
 async function signOut() {
+  clearInterval(refresher);
   for (const tab of tabs.values()) tab.close();
   tabs.clear();
   for (const element of document.querySelectorAll("[data-tab]:not([data-tab=nodes])")) {
@@ -97,7 +104,10 @@ async function loadNodes() {
   try {
     nodes = (await api.nodes()).Nodes;
   } catch (error) {
-    if (error instanceof ApiError && error.status === 401) return show("sign-in");
+    if (error instanceof ApiError && error.status === 401) {
+      clearInterval(refresher);
+      return show("sign-in");
+    }
     $("#nodes-error").textContent = error.message;
     nodes = [];
   }
