@@ -170,6 +170,7 @@ class Console:
         params = await _json(request)
         now = _now()
         user = await self._check_credentials(state, params)
+        key_id = params.get("accessKeyId") or None
         if user is None:
             log.info("console sign-in refused", extra={"who": str(params.get("userName", ""))})
             raise AccessDeniedException(SIGN_IN_FAILED)
@@ -180,6 +181,7 @@ class Console:
                 ConsoleSession(
                     token_hash=_hash(token),
                     user_name=user,
+                    access_key_id=key_id,
                     csrf_token=csrf,
                     created=now,
                     expires=now + SESSION_LIFETIME,
@@ -260,6 +262,10 @@ class Console:
         if token:
             async with state.db() as db:
                 session = await db.get(ConsoleSession, _hash(token))
+                if session is not None and session.access_key_id is not None:
+                    key = await db.get(AccessKey, session.access_key_id)
+                    if key is None or key.status != "Active":
+                        session = None  # the key it signed in with is gone, and so is this
         if session is None or session.expires <= _now():
             raise NotSignedIn("Sign in to use the console.")
         if csrf:

@@ -162,6 +162,31 @@ def test_sign_out_ends_the_session(server):
     assert response.status_code == 401
 
 
+def test_deleting_the_access_key_ends_its_console_sessions(server):
+    env = server.env()
+    result = subprocess.run(
+        [*HATCHWAY, "iam", "create-access-key", "--user-name", "admin"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    key = json.loads(result.stdout)["AccessKey"]
+    session, response = sign_in(
+        server, {"accessKeyId": key["AccessKeyId"], "secretAccessKey": key["SecretAccessKey"]}
+    )
+    assert response.status_code == 200
+    assert session.get(f"{server.url}/console/api/me").status_code == 200
+    delete = ["iam", "delete-access-key", "--user-name", "admin", "--access-key-id"]
+    result = subprocess.run(
+        [*HATCHWAY, *delete, key["AccessKeyId"]],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert session.get(f"{server.url}/console/api/me").status_code == 401
+
+
 def test_the_page_and_its_packages_are_served(server):
     page = requests.get(f"{server.url}/console/")
     assert page.status_code == 200 and "<title>Hatchway console</title>" in page.text

@@ -192,6 +192,8 @@ class ConsoleSession(Base):
     __tablename__ = "console_sessions"
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_name: Mapped[str] = mapped_column(String(64), index=True)
+    # The access key it signed in with, if any: deleting or deactivating the key ends it.
+    access_key_id: Mapped[str | None] = mapped_column(String(32), default=None)
     csrf_token: Mapped[str] = mapped_column(String(64))
     created: Mapped[datetime]
     expires: Mapped[datetime]

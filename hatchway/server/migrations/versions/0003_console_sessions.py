@@ -21,6 +21,7 @@ def upgrade() -> None:
         "console_sessions",
         sa.Column("token_hash", sa.String(length=64), nullable=False),
         sa.Column("user_name", sa.String(length=64), nullable=False),
+        sa.Column("access_key_id", sa.String(length=32), nullable=True),
         sa.Column("csrf_token", sa.String(length=64), nullable=False),
         sa.Column("created", hatchway.server.storage.models.UtcDateTime(), nullable=False),
         sa.Column("expires", hatchway.server.storage.models.UtcDateTime(), nullable=False),
