@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 MIGRATIONS = "hatchway.server:migrations"
+# How long a connection waits for another's transaction before SQLite gives up.
+SQLITE_BUSY_MS = 30_000
 
 
 def database_url(home: Path, url: str | None) -> str:
@@ -34,12 +36,23 @@ def make_engine(url: str) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            # We say when transactions begin (below), not the driver.
+            dbapi_conn.isolation_level = None
             cursor = dbapi_conn.cursor()
             # WAL lets readers run beside the writer; foreign keys are off by default.
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
             cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin_immediate(conn: Connection) -> None:
+            # A deferred transaction that reads and then writes cannot take the write lock
+            # once another connection has committed since its read: SQLite then fails at
+            # once with "database is locked", whatever the busy timeout. Taking the lock at
+            # BEGIN makes each transaction wait its turn instead (many sessions starting
+            # together do exactly this).
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
