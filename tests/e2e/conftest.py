@@ -50,8 +50,26 @@ class AgentRunner:
         self.task.result(30)
 
 
+def clear_stale_pyenv_lock(max_age: float = 60.0) -> None:
+    """The sessions here are login shells of the agent's user (root on CI), and this
+    machine's root profile runs `pyenv init`, whose `pyenv rehash` takes a lock file. A
+    shell killed while it holds it (a test that ends its session early, under load) leaves
+    the lock behind, and every later login shell then waits 60 s for it at its profile. The
+    lock of a rehash that runs for over a minute is stale: remove it."""
+    import time
+    from pathlib import Path
+
+    lock = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "shims" / ".pyenv-shim"
+    try:
+        if time.time() - lock.stat().st_mtime > max_age:
+            lock.unlink()
+    except FileNotFoundError:
+        pass
+
+
 @pytest.fixture
 def stack(tmp_path):
+    clear_stale_pyenv_lock()
     loop = LoopThread()
     with running_server(tmp_path / "server") as server:
         agent = AgentRunner(server, tmp_path / "agent", loop)
