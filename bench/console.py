@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import configparser
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -61,8 +62,10 @@ THROUGHPUT_JS = """async ([command, marker]) => {
 
 
 def command(megabytes: int) -> str:
-    # 100-column lines; the quotes keep the echoed command from matching the marker.
-    return f"head -c {megabytes * 1_000_000} /dev/zero | tr '\\0' a | fold -w 99; echo bench-do''ne"
+    # Lines of 99 columns, the last one ended by the first echo; the quotes keep the echoed
+    # command line from matching the marker.
+    size = megabytes * 1_000_000
+    return f"head -c {size} /dev/zero | tr '\\0' a | fold -w 99; echo; echo bench-do''ne"
 
 
 def browser_figures(stack: Stack, home: Path, keystrokes: int, megabytes: int):
@@ -86,11 +89,15 @@ def browser_figures(stack: Stack, home: Path, keystrokes: int, megabytes: int):
         deadline = time.monotonic() + 30
         while not page.evaluate(prompt):
             if time.monotonic() > deadline:
-                screen = page.evaluate("() => [...window.hatchway.tabs.values()].at(-1).screenText()")
+                screen = page.evaluate(
+                    "() => [...window.hatchway.tabs.values()].at(-1).screenText()"
+                )
                 raise SystemExit(f"no shell prompt in the console within 30 s:\n{screen}")
             time.sleep(0.1)
         time.sleep(0.5)
+        print("console: signed in, shell open; measuring echo", file=sys.stderr)
         echoes = page.evaluate(ECHO_JS, keystrokes)
+        print("console: measuring throughput", file=sys.stderr)
         seconds = page.evaluate(THROUGHPUT_JS, [command(megabytes), MARKER])
         browser.close()
     return echoes, seconds
