@@ -89,6 +89,15 @@ def _admin_commands() -> None:
 _admin_commands()
 
 
+def _doctor_commands() -> None:
+    from .doctor.command import doctor
+
+    main.add_command(doctor)
+
+
+_doctor_commands()
+
+
 @main.group()
 def agent() -> None:
     """The agent that runs on each managed node."""
