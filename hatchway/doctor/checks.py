@@ -681,9 +681,9 @@ _CLOSE_FRAME = bytes([0x88, 0x80]) + os.urandom(4)
 def _drain(sock: socket.socket, response: Response) -> bytes:
     """The body after a head_only read, for evidence (bounded, best effort)."""
     length = response.headers.get("content-length", "")
+    data = response.body
     if not length.isdigit() or int(length) == 0:
-        return b""
-    data = b""
+        return data
     with contextlib.suppress(OSError):
         while len(data) < min(int(length), 4096):
             chunk = sock.recv(4096)

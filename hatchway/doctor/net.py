@@ -124,6 +124,7 @@ def read_response(sock: socket.socket, *, head_only: bool = False) -> Response:
             name, _, value = line.partition(":")
             response.headers[name.strip().lower()] = value.strip()
         if head_only or response.status in (101, 204, 304):
+            response.body = rest  # whatever came with the head; the caller may read on
             return response
         response.body = _read_body(sock, response.headers, rest)
         return response
