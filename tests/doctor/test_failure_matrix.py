@@ -8,98 +8,24 @@ import base64
 import datetime as dt
 import socket
 import ssl
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hatchway.doctor.checks import Credentials, Settings, run_checks, utc_now
+from hatchway.doctor.checks import Credentials, run_checks, utc_now
 from hatchway.doctor.results import Result, Status
 from tests.certs import PrivateCA, self_signed
+from tests.doctor.conftest import World
 from tests.doctor.servers import CannedHttp, TlsServer
-from tests.helpers import REGION, ConnectedNode, LoopThread, running_server
 from tests.proxy import ConnectProxy
-
-TIMEOUT = 2.0
-
-
-@dataclass
-class World:
-    """Everything the cases share, built once for the module."""
-
-    loop: LoopThread
-    server: Any  # plain HTTP
-    tls_server: Any  # HTTPS with a chain sent out of order
-    pki: Path
-    root: PrivateCA
-    online: str
-    offline: str
-    admin: Credentials
-    nobody: Credentials
-
-    def settings(self, **changes: Any) -> Settings:
-        base = Settings(
-            endpoint_url=self.server.url,
-            region=REGION,
-            credentials=self.admin,
-            timeout=TIMEOUT,
-        )
-        return replace(base, **changes)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    base = tmp_path_factory.mktemp("doctor")
-    pki = base / "pki"
-    root = PrivateCA(pki / "root", "Doctor Root CA")
-    first = root.intermediate("Doctor Intermediate One")
-    second = first.intermediate("Doctor Intermediate Two")
-    shuffled = second.issue(
-        ["localhost", "127.0.0.1"], stem="shuffled", chain=(first.cert, second.cert)
-    )
-    loop = LoopThread()
-    with (
-        running_server(base / "server") as server,
-        running_server(base / "tls", tls_cert=shuffled.cert, tls_key=shuffled.key) as tls,
-    ):
-        online = ConnectedNode(server, loop)
-        offline = ConnectedNode(server, loop)
-        offline.close()
-        ssm = server.client()
-        for _ in range(250):
-            status = ssm.get_connection_status(Target=offline.instance_id)["Status"]
-            if status == "notconnected":
-                break
-            time.sleep(0.02)
-        iam = server.client("iam")
-        iam.create_user(UserName="nobody")
-        key = iam.create_access_key(UserName="nobody")["AccessKey"]
-        key_id, secret = server.admin_keys()
-        try:
-            yield World(
-                loop=loop,
-                server=server,
-                tls_server=tls,
-                pki=pki,
-                root=root,
-                online=online.instance_id,
-                offline=offline.instance_id,
-                admin=Credentials(key_id, secret, source="the test"),
-                nobody=Credentials(key["AccessKeyId"], key["SecretAccessKey"], source="the test"),
-            )
-        finally:
-            online.close()
-    loop.stop()
 
 
 def problems(results: list[Result]) -> dict[str, tuple[str, str | None]]:
     return {
-        r.id: (r.status.value, r.cause)
-        for r in results
-        if r.status in (Status.FAIL, Status.WARN)
+        r.id: (r.status.value, r.cause) for r in results if r.status in (Status.FAIL, Status.WARN)
     }
 
 
@@ -109,8 +35,11 @@ def problems(results: list[Result]) -> dict[str, tuple[str, str | None]]:
 def test_a_name_that_does_not_exist(world: World) -> None:
     results = run_checks(world.settings(endpoint_url="http://hatchway.invalid:8080"))
     assert problems(results) == {"dns": ("fail", "dns.not_found")}
-    assert all(r.status is Status.SKIP for r in results if r.id not in
-               ("config.endpoint", "config.credentials", "dns"))
+    assert all(
+        r.status is Status.SKIP
+        for r in results
+        if r.id not in ("config.endpoint", "config.credentials", "dns")
+    )
 
 
 def test_a_closed_port(world: World) -> None:
@@ -128,9 +57,7 @@ def test_a_port_that_never_answers(world: World) -> None:
         listener.listen(0)
         port = listener.getsockname()[1]
         filler.connect(("127.0.0.1", port))
-        results = run_checks(
-            world.settings(endpoint_url=f"http://127.0.0.1:{port}", timeout=0.5)
-        )
+        results = run_checks(world.settings(endpoint_url=f"http://127.0.0.1:{port}", timeout=0.5))
     assert problems(results) == {"tcp": ("fail", "tcp.timeout")}
 
 
@@ -162,11 +89,15 @@ def _leaf_cases(world: World) -> dict[str, tuple[Path, Path, Path | None]]:
     cases = {
         "tls.hostname_mismatch": root.issue(["wrong.example"], stem="wrong-name"),
         "tls.expired": root.issue(
-            names, stem="expired", not_before=now - dt.timedelta(days=10),
+            names,
+            stem="expired",
+            not_before=now - dt.timedelta(days=10),
             not_after=now - dt.timedelta(days=1),
         ),
         "tls.not_yet_valid": root.issue(
-            names, stem="future", not_before=now + dt.timedelta(days=1),
+            names,
+            stem="future",
+            not_before=now + dt.timedelta(days=1),
             not_after=now + dt.timedelta(days=10),
         ),
         "tls.self_signed": self_signed(pki / "self", names),
@@ -193,9 +124,7 @@ def test_certificate_problems(world: World, cause: str) -> None:
     chain, key, bundle = _leaf_cases(world)[cause]
     with TlsServer(chain, key) as server:
         results = run_checks(
-            world.settings(
-                endpoint_url=f"https://localhost:{server.port}", ca_bundle=str(bundle)
-            )
+            world.settings(endpoint_url=f"https://localhost:{server.port}", ca_bundle=str(bundle))
         )
     assert problems(results) == {"tls.certificate": ("fail", cause)}
 
