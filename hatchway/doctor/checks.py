@@ -24,7 +24,7 @@ from cryptography import x509
 from ..aws import sigv4
 from . import tls
 from .net import NetError, Response, connect, resolve, send_request, unverified_chain
-from .results import Result, Status, failed, passed, skipped, warned
+from .results import CAUSES, Result, Status, failed, passed, skipped, warned
 
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 PROBE_PATH = "/v1/data-channel/hatchway-doctor-probe"
@@ -65,6 +65,7 @@ class Settings:
     credentials: Credentials | None = None
     credentials_problem: str = "no credentials were found in the chain"
     target: str | None = None
+    document_name: str | None = None  # the session document whose RunAs and KMS to check
     proxy_url: str | None = None
     proxy_source: str = "--proxy"
     proxy_headers: tuple[tuple[str, str], ...] = ()  # Proxy-Authorization from the environment
@@ -125,10 +126,10 @@ class Checkup:
 
     # --- plan ---------------------------------------------------------------------------
 
-    def plan(self) -> list[tuple[str, Callable[[], Result], tuple[str, ...]]]:
+    def plan(self) -> list[tuple[str, Callable[[], Result | list[Result]], tuple[str, ...]]]:
         https = self.endpoint.scheme == "https"
         tunnel = https and self.proxy is not None
-        steps: list[tuple[str, Callable[[], Result], tuple[str, ...]]] = [
+        steps: list[tuple[str, Callable[[], Result | list[Result]], tuple[str, ...]]] = [
             ("config.endpoint", self.check_endpoint, ()),
             ("config.credentials", self.check_credentials, ()),
             ("dns", self.check_dns, ("config.endpoint",)),
@@ -151,6 +152,7 @@ class Checkup:
             ("websocket.upgrade", self.check_websocket, ("http.endpoint",)),
             ("target.registered", self.check_target_registered, ("auth.signature",)),
             ("target.online", self.check_target_online, ("target.registered",)),
+            ("agent", self.check_agent, ("target.online",)),
         ]
         return steps
 
@@ -162,13 +164,15 @@ class Checkup:
             if blocker is not None:
                 self.results[check_id] = skipped(check_id, f"{blocker} did not pass")
                 continue
-            if check_id.startswith("target.") and not self.settings.target:
+            if check_id.startswith(("target.", "agent")) and not self.settings.target:
                 self.results[check_id] = skipped(check_id, "no --target given")
                 continue
             try:
-                self.results[check_id] = check()
+                outcome = check()
             except NetError as exc:
-                self.results[check_id] = failed(check_id, exc.cause, exc.evidence)
+                outcome = failed(check_id, exc.cause, exc.evidence)
+            for result in outcome if isinstance(outcome, list) else [outcome]:
+                self.results[result.id] = result
         return list(self.results.values())
 
     def _log(self, text: str) -> None:
@@ -672,6 +676,42 @@ class Checkup:
             "target.offline",
             f"PingStatus {status}{when}: the agent's control channel is not connected",
         )
+
+
+    def check_agent(self) -> Result | list[Result]:
+        params: dict[str, Any] = {"Target": self.settings.target}
+        if self.settings.document_name:
+            params["DocumentName"] = self.settings.document_name
+        response, parsed = self._signed_call("AmazonSSM.HatchwayDiagnoseInstance", params)
+        code, message = _aws_error(response, parsed)
+        if code in ("UnknownOperationException", "InvalidAction"):
+            return skipped("agent", "the server offers no agent diagnostics (not Hatchway?)")
+        if code == "AccessDeniedException":
+            return failed("agent", "auth.access_denied", message)
+        if code == "TargetNotConnected":
+            return failed("agent", "target.offline", message)
+        if code is not None or not isinstance(parsed, dict):
+            return failed("agent", "upstream.error", f"{code}: {message}" if code else "no JSON")
+        results = []
+        for item in parsed.get("Results") or []:
+            results.append(_from_wire(item))
+        return results or passed("agent", "nothing to check on the agent")
+
+
+def _from_wire(item: Any) -> Result:
+    """A result the server or the agent sent, checked against our vocabulary."""
+    if not isinstance(item, dict):
+        return warned("agent", None, f"an unreadable result: {item!r}"[:200])
+    check_id = str(item.get("id") or "agent")
+    try:
+        status = Status(str(item.get("status")))
+    except ValueError:
+        status = Status.WARN
+    cause = item.get("cause")
+    cause = cause if isinstance(cause, str) and cause in CAUSES else None
+    evidence = str(item.get("evidence") or "")
+    fix = CAUSES[cause] if cause and status in (Status.FAIL, Status.WARN) else None
+    return Result(check_id, status, evidence, cause, fix)
 
 
 # A masked WebSocket close frame with no payload (RFC 6455: clients mask every frame).

@@ -57,6 +57,7 @@ def resolve_settings(
     ca_bundle: str | None,
     timeout: float,
     environ: Mapping[str, str],
+    document_name: str | None = None,
 ) -> Settings:
     import botocore.exceptions  # type: ignore[import-untyped]
     import botocore.session  # type: ignore[import-untyped]
@@ -121,6 +122,7 @@ def resolve_settings(
         credentials=credentials,
         credentials_problem=problem,
         target=target,
+        document_name=document_name,
         proxy_url=proxy or None,
         proxy_source=proxy_source,
         proxy_headers=proxy_headers,
@@ -177,7 +179,10 @@ def _debug(text: str) -> None:
 
 @click.command("doctor")
 @click.option("--endpoint-url", help="The server; else AWS_ENDPOINT_URL_SSM, AWS_ENDPOINT_URL…")
-@click.option("--target", help="A managed node to check: registered and online.")
+@click.option("--target", help="A managed node to check: registered, online, its agent.")
+@click.option(
+    "--document-name", help="The session document whose RunAs and KMS settings to check."
+)
 @click.option("--proxy", help="HTTP proxy URL; else HTTPS_PROXY/HTTP_PROXY minus NO_PROXY.")
 @click.option(
     "--ca-bundle",
@@ -192,6 +197,7 @@ def _debug(text: str) -> None:
 def doctor(
     endpoint_url: str | None,
     target: str | None,
+    document_name: str | None,
     proxy: str | None,
     ca_bundle: Path | None,
     region: str | None,
@@ -213,6 +219,7 @@ def doctor(
         ca_bundle=str(ca_bundle) if ca_bundle else None,
         timeout=timeout,
         environ=os.environ,
+        document_name=document_name,
     )
     if debug:
         settings = _with_debug(settings)

@@ -1,4 +1,4 @@
-"""A server with an online and an offline node, an HTTPS server, a PKI and two users,
+"""A server with a real agent online and an offline node, an HTTPS server, a PKI and two users,
 built once for the doctor tests."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pytest
 
 from hatchway.doctor.checks import Credentials, Settings
 from tests.certs import PrivateCA
+from tests.e2e.conftest import AgentRunner
 from tests.helpers import REGION, ConnectedNode, LoopThread, running_server
 
 TIMEOUT = 2.0
@@ -27,7 +28,8 @@ class World:
     tls_server: Any  # HTTPS with a chain sent out of order
     pki: Path
     root: PrivateCA
-    online: str
+    online: str  # a real Hatchway agent, which answers doctor's questions
+    agent: Any
     offline: str
     admin: Credentials
     nobody: Credentials
@@ -57,7 +59,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         running_server(base / "server") as server,
         running_server(base / "tls", tls_cert=shuffled.cert, tls_key=shuffled.key) as tls,
     ):
-        online = ConnectedNode(server, loop)
+        agent = AgentRunner(server, base / "agent", loop)
         offline = ConnectedNode(server, loop)
         offline.close()
         ssm = server.client()
@@ -77,11 +79,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 tls_server=tls,
                 pki=pki,
                 root=root,
-                online=online.instance_id,
+                online=agent.instance_id,
+                agent=agent,
                 offline=offline.instance_id,
                 admin=Credentials(key_id, secret, source="the test"),
                 nobody=Credentials(key["AccessKeyId"], key["SecretAccessKey"], source="the test"),
             )
         finally:
-            online.close()
+            agent.stop()
     loop.stop()
