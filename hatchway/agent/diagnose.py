@@ -41,8 +41,8 @@ def check_logs(home: Path) -> dict[str, Any]:
     return _result(
         "agent.logs",
         "warn",
-        f"no {log_file} yet: this agent logs only to its stderr (`hatchway agent run` "
-        "writes the files)",
+        f"no {log_file} yet: `hatchway agent run --home {home}` writes it (an agent run "
+        "any other way logs only to its stderr)",
     )
 
 

@@ -13,8 +13,8 @@ import os
 import socket
 import ssl
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -73,6 +73,12 @@ class Settings:
     timeout: float = 5.0
     clock: Callable[[], dt.datetime] = utc_now
     debug: Callable[[str], None] | None = None
+    # The signed call that proves the credentials (a read-only one the principal may make).
+    probe_target: str = "AmazonSSM.DescribeInstanceInformation"
+    probe_params: Mapping[str, Any] | None = None
+    # The agent's own checks: a KMS endpoint to try, and no target or user-side checks.
+    kms_url: str | None = None
+    node_side: bool = False
 
 
 @dataclass
@@ -150,10 +156,15 @@ class Checkup:
             ("http.endpoint", self.check_http, (last,)),
             ("auth.signature", self.check_signature, ("http.endpoint", "config.credentials")),
             ("websocket.upgrade", self.check_websocket, ("http.endpoint",)),
-            ("target.registered", self.check_target_registered, ("auth.signature",)),
-            ("target.online", self.check_target_online, ("target.registered",)),
-            ("agent", self.check_agent, ("target.online",)),
         ]
+        if self.settings.kms_url:
+            steps.append(("kms.reachable", self.check_kms, ("auth.signature",)))
+        if not self.settings.node_side:
+            steps += [
+                ("target.registered", self.check_target_registered, ("auth.signature",)),
+                ("target.online", self.check_target_online, ("target.registered",)),
+                ("agent", self.check_agent, ("target.online",)),
+            ]
         return steps
 
     def run(self) -> list[Result]:
@@ -461,10 +472,12 @@ class Checkup:
 
     # --- SigV4 --------------------------------------------------------------------------
 
-    def _signed_call(self, target: str, params: dict[str, Any]) -> tuple[Response, Any]:
+    def _signed_call(
+        self, target: str, params: Mapping[str, Any], service: str = "ssm"
+    ) -> tuple[Response, Any]:
         creds = self.settings.credentials
         assert creds is not None
-        body = json.dumps(params).encode()
+        body = json.dumps(dict(params)).encode()
         request = sigv4.Request(
             "POST",
             "/",
@@ -483,7 +496,7 @@ class Checkup:
             access_key_id=creds.access_key_id,
             secret_key=creds.secret_key,
             region=self.settings.region,
-            service="ssm",
+            service=service,
             now=now,
             security_token=creds.token,
         )
@@ -518,10 +531,12 @@ class Checkup:
         return {"MaxResults": 5}
 
     def check_signature(self) -> Result:
+        params = self.settings.probe_params
         response, parsed = self._signed_call(
-            "AmazonSSM.DescribeInstanceInformation", self._describe_params()
+            self.settings.probe_target, self._describe_params() if params is None else params
         )
         self._describe = (response, parsed)
+        operation = self.settings.probe_target.split(".")[-1]
         skew = self._clock_skew(response)
         skew_words = ""
         if skew is not None:
@@ -530,7 +545,7 @@ class Checkup:
                 f"{'behind' if skew < dt.timedelta(0) else 'ahead of'} the server's Date header"
             )
         code, message = _aws_error(response, parsed)
-        evidence = f"DescribeInstanceInformation: {response.status_line}"
+        evidence = f"{operation}: {response.status_line}"
         if code is None and response.status >= 300:
             by = "upstream.error"
             return failed(
@@ -580,6 +595,37 @@ class Checkup:
         if server_time.tzinfo is None:
             server_time = server_time.replace(tzinfo=dt.UTC)
         return self._sent_at.replace(microsecond=0) - server_time
+
+    # --- KMS, as the agent reaches it -------------------------------------------------
+
+    def check_kms(self) -> Result:
+        """A signed Decrypt of a blob no key opens: any AWS answer but AccessDenied shows
+        KMS is reachable and takes the node's signature."""
+        assert self.settings.kms_url is not None
+        kms = Checkup(replace(self.settings, endpoint_url=self.settings.kms_url, kms_url=None))
+        where = self.settings.kms_url
+        try:
+            kms._addresses = resolve(kms._first_hop.host, kms._first_hop.port, kms.settings.timeout)
+            probe = {"CiphertextBlob": base64.b64encode(b"HWK1" + bytes(60)).decode()}
+            response, parsed = kms._signed_call("TrentService.Decrypt", probe, service="kms")
+        except NetError as exc:
+            return failed("kms.reachable", "kms.unreachable", f"KMS at {where}: {exc.evidence}")
+        code, message = _aws_error(response, parsed)
+        if code == "AccessDeniedException":
+            return failed("kms.reachable", "kms.access_denied", message)
+        if code in ("UnrecognizedClientException", "InvalidSignatureException"):
+            return failed("kms.reachable", "kms.access_denied", f"{code}: {message}")
+        if code is None and response.status >= 300:
+            return failed(
+                "kms.reachable",
+                "kms.unreachable",
+                f"KMS at {where} answered {response.status_line}, not as KMS",
+            )
+        return passed(
+            "kms.reachable",
+            f"KMS at {where} answered a probe Decrypt ({code or response.status_line}): it is "
+            "reachable and takes this signature",
+        )
 
     # --- WebSocket ----------------------------------------------------------------------
 
@@ -694,11 +740,11 @@ class Checkup:
             return failed("agent", "upstream.error", f"{code}: {message}" if code else "no JSON")
         results = []
         for item in parsed.get("Results") or []:
-            results.append(_from_wire(item))
+            results.append(from_wire(item))
         return results or passed("agent", "nothing to check on the agent")
 
 
-def _from_wire(item: Any) -> Result:
+def from_wire(item: Any) -> Result:
     """A result the server or the agent sent, checked against our vocabulary."""
     if not isinstance(item, dict):
         return warned("agent", None, f"an unreadable result: {item!r}"[:200])

@@ -61,9 +61,6 @@ def resolve_settings(
 ) -> Settings:
     import botocore.exceptions  # type: ignore[import-untyped]
     import botocore.session  # type: ignore[import-untyped]
-    from yarl import URL
-
-    from ..aws.proxy import proxy_for
 
     session = botocore.session.Session(profile=profile)
     try:
@@ -74,7 +71,7 @@ def resolve_settings(
         raise click.UsageError(str(exc)) from None
     resolved = str(client.meta.endpoint_url)
     try:
-        endpoint = parse_endpoint(resolved)
+        parse_endpoint(resolved)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--endpoint-url") from None
     try:
@@ -104,12 +101,7 @@ def resolve_settings(
     proxy_headers: tuple[tuple[str, str], ...] = ()
     proxy_source = "--proxy"
     if proxy is None:
-        scheme = "wss" if endpoint.scheme == "https" else "ws"
-        found_proxy, extra = proxy_for(URL(f"{scheme}://{endpoint.authority}/"), environ)
-        if found_proxy is not None:
-            proxy = str(found_proxy)
-            proxy_headers = tuple(extra.items())
-            proxy_source = "HTTPS_PROXY" if endpoint.scheme == "https" else "HTTP_PROXY"
+        proxy, proxy_headers, proxy_source = proxy_from_environment(resolved, environ)
     elif proxy:
         try:
             parse_endpoint(proxy)
@@ -129,6 +121,22 @@ def resolve_settings(
         ca_bundle=ca_bundle or session.get_config_variable("ca_bundle") or None,
         timeout=timeout,
     )
+
+
+def proxy_from_environment(
+    endpoint_url: str, environ: Mapping[str, str]
+) -> tuple[str | None, tuple[tuple[str, str], ...], str]:
+    """(proxy URL, its Proxy-Authorization header, the variable it came from) as the
+    client and agent pick it: HTTPS_PROXY/HTTP_PROXY minus NO_PROXY, loopback never."""
+    from yarl import URL
+
+    from ..aws.proxy import proxy_for
+
+    endpoint = parse_endpoint(endpoint_url)
+    scheme = "wss" if endpoint.scheme == "https" else "ws"
+    found, extra = proxy_for(URL(f"{scheme}://{endpoint.authority}/"), environ)
+    source = "HTTPS_PROXY" if endpoint.scheme == "https" else "HTTP_PROXY"
+    return (str(found) if found else None), tuple(extra.items()), source
 
 
 _STYLES = {Status.PASS: "green", Status.FAIL: "bold red", Status.WARN: "yellow", Status.SKIP: "dim"}
@@ -222,11 +230,11 @@ def doctor(
         document_name=document_name,
     )
     if debug:
-        settings = _with_debug(settings)
+        settings = with_debug(settings)
     sys.exit(report(run_checks(settings), as_json))
 
 
-def _with_debug(settings: Settings) -> Settings:
+def with_debug(settings: Settings) -> Settings:
     import dataclasses
 
     _debug(

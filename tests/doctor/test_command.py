@@ -99,3 +99,39 @@ def test_bad_input_gets_a_clear_error(world: World) -> None:
         assert done.returncode == 2, (args, done.stderr)
         assert words in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def agent_doctor(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hatchway", "agent", "doctor", "--timeout", "2", *args],
+        env=env | {"PATH": os.environ["PATH"], "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_agent_doctor_checks_the_node_side(world: World) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    home = str(world.agent.home)
+    done = agent_doctor(env, "--home", home, "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    by_id = {r["id"]: r for r in json.loads(done.stdout)}
+    assert by_id["auth.signature"]["status"] == "pass"
+    assert world.online in by_id["config.credentials"]["evidence"]
+    assert by_id["kms.reachable"]["status"] == "pass"
+    assert by_id["agent.logs"]["status"] == "warn"
+    assert "target.registered" not in by_id
+    done = agent_doctor(env, "--home", home, "--json", "--kms-endpoint", "http://127.0.0.1:9")
+    assert done.returncode == 1
+    assert causes(done.stdout) == {
+        "kms.reachable": "kms.unreachable",
+        "agent.logs": None,
+    }
+
+
+def test_agent_doctor_without_an_identity(tmp_path: Any) -> None:
+    done = agent_doctor(dict(os.environ), "--home", str(tmp_path))
+    assert done.returncode == 1
+    assert "register first" in done.stderr
+    assert "Traceback" not in done.stderr
