@@ -296,6 +296,7 @@ def activation() -> None:
 @click.option("--endpoint-url")
 @click.option("--region")
 @click.option("--profile")
+@click.option("--debug", is_flag=True, help="Explain each step on stderr (secrets hidden).")
 def activation_create(
     iam_role: str,
     registration_limit: int,
@@ -304,6 +305,7 @@ def activation_create(
     endpoint_url: str | None,
     region: str | None,
     profile: str | None,
+    debug: bool,
 ) -> None:
     """Wrap CreateActivation; print ActivationId and ActivationCode."""
     import json
@@ -315,6 +317,10 @@ def activation_create(
     session = botocore.session.Session(profile=profile)
     try:
         client = session.create_client("ssm", region_name=region, endpoint_url=endpoint_url)
+        if debug:
+            from .admin import explain_session
+
+            explain_session(session, client, "hatchway.activation")
         params: dict[str, object] = {
             "IamRole": iam_role,
             "RegistrationLimit": registration_limit,

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 
 from ..aws import sigv4
+from ..aws.explain import mask_key_id
 from . import tls
 from .net import NetError, Response, connect, resolve, send_request, unverified_chain
 from .results import CAUSES, Result, Status, failed, passed, skipped, warned
@@ -37,13 +38,6 @@ _SCOPE_WORDS = ("scoped to a valid region", "scoped to correct service")
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def mask_key_id(key_id: str) -> str:
-    """An access key id with all but its first four and last four characters hidden."""
-    if len(key_id) <= 8:
-        return "*" * len(key_id)
-    return f"{key_id[:4]}{'*' * (len(key_id) - 8)}{key_id[-4:]}"
 
 
 @dataclass(frozen=True)
@@ -722,7 +716,6 @@ class Checkup:
             "target.offline",
             f"PingStatus {status}{when}: the agent's control channel is not connected",
         )
-
 
     def check_agent(self) -> Result | list[Result]:
         params: dict[str, Any] = {"Target": self.settings.target}

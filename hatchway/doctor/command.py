@@ -12,30 +12,9 @@ from pathlib import Path
 
 import click
 
+from ..aws.explain import credential_source
 from .checks import Credentials, Settings, parse_endpoint, run_checks
 from .results import Result, Status
-
-# botocore's names for where credentials came from, in words.
-_SOURCES = {
-    "env": "the environment (AWS_ACCESS_KEY_ID)",
-    "explicit": "explicit parameters",
-    "config-file": "the config file ({config})",
-    "assume-role": "an assumed role (profile {profile})",
-    "assume-role-with-web-identity": "a web identity token",
-    "sso": "AWS IAM Identity Center (SSO)",
-    "custom-process": "a credential_process command",
-    "container-role": "the container credentials endpoint",
-    "iam-role": "the instance metadata service (an instance role)",
-}
-
-
-def credential_source(method: str, environ: Mapping[str, str], profile: str | None) -> str:
-    profile = profile or environ.get("AWS_PROFILE") or "default"
-    if method == "shared-credentials-file":
-        path = environ.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials"
-        return f"the shared credentials file {path} (profile {profile})"
-    config = environ.get("AWS_CONFIG_FILE") or "~/.aws/config"
-    return _SOURCES.get(method, method).format(config=config, profile=profile)
 
 
 def endpoint_source(flag: str | None, environ: Mapping[str, str], profile_has: bool) -> str:
@@ -188,9 +167,7 @@ def _debug(text: str) -> None:
 @click.command("doctor")
 @click.option("--endpoint-url", help="The server; else AWS_ENDPOINT_URL_SSM, AWS_ENDPOINT_URL…")
 @click.option("--target", help="A managed node to check: registered, online, its agent.")
-@click.option(
-    "--document-name", help="The session document whose RunAs and KMS settings to check."
-)
+@click.option("--document-name", help="The session document whose RunAs and KMS settings to check.")
 @click.option("--proxy", help="HTTP proxy URL; else HTTPS_PROXY/HTTP_PROXY minus NO_PROXY.")
 @click.option(
     "--ca-bundle",
