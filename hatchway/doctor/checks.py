@@ -494,8 +494,8 @@ class Checkup:
             now=now,
             security_token=creds.token,
         )
-        self._log(f"SigV4: canonical request:\n{signed.canonical_request}")
-        self._log(f"SigV4: string to sign:\n{signed.string_to_sign}")
+        self._log(f"SigV4 canonical request:\n{signed.canonical_request}")
+        self._log(f"SigV4 string to sign:\n{signed.string_to_sign}")
         headers = [
             (name, value)
             for name, value in signed.headers

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from hatchway.doctor.checks import run_checks
+from hatchway.doctor.checks import Credentials, run_checks
 from hatchway.doctor.results import Result, Status
 from tests.doctor.conftest import World
 from tests.e2e.conftest import AgentRunner
@@ -135,3 +135,29 @@ def test_where_the_agent_logs(world: World) -> None:
     logs_result = {r.id: r for r in results}["agent.logs"]
     assert logs_result.status is Status.PASS
     assert str(logs / "agent.log") in logs_result.evidence
+
+
+def test_a_user_who_may_start_sessions_but_not_generate_data_keys(world: World) -> None:
+    iam = world.server.client("iam")
+    iam.create_user(UserName="sessions-only")
+    iam.put_user_policy(
+        UserName="sessions-only",
+        PolicyName="ssm",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "ssm:*", "Resource": "*"}],
+            }
+        ),
+    )
+    key = iam.create_access_key(UserName="sessions-only")["AccessKey"]
+    key_id = world.server.client("kms").create_key()["KeyMetadata"]["KeyId"]
+    results = run_checks(
+        world.settings(
+            target=world.online,
+            document_name=session_document(world, kmsKeyId=key_id),
+            credentials=Credentials(key["AccessKeyId"], key["SecretAccessKey"]),
+        )
+    )
+    assert agent_problems(results) == {"kms.client": ("fail", "kms.access_denied")}
+    assert "kms:GenerateDataKey" in {r.id: r.evidence for r in results}["kms.client"]

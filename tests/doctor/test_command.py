@@ -70,8 +70,8 @@ def test_debug_explains_the_signing_and_hides_secrets(world: World) -> None:
     key_id, secret = world.server.admin_keys()
     done = doctor(world.server.env(), "--debug", "--json")
     assert done.returncode == 0
-    assert "SigV4: canonical request:" in done.stderr
-    assert "SigV4: string to sign:" in done.stderr
+    assert "SigV4 canonical request:" in done.stderr
+    assert "SigV4 string to sign:" in done.stderr
     assert "HTTP 200" in done.stderr
     assert "WebSocket: upgrade accepted" in done.stderr
     for output in (done.stdout, done.stderr):
