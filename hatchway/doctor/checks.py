@@ -28,7 +28,8 @@ from .net import NetError, Response, connect, resolve, send_request, unverified_
 from .results import CAUSES, Result, Status, failed, passed, skipped, warned
 
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-PROBE_PATH = "/v1/data-channel/hatchway-doctor-probe"
+PROBE_SESSION = "hatchway-doctor-probe"
+DATA_CHANNEL_PATH = "/v1/data-channel/"
 USER_AGENT = "hatchway-doctor"
 # Signatures are valid for 15 minutes either way; warn well before that.
 SKEW_WARNING = dt.timedelta(minutes=5)
@@ -73,6 +74,10 @@ class Settings:
     # The agent's own checks: a KMS endpoint to try, and no target or user-side checks.
     kms_url: str | None = None
     node_side: bool = False
+    # Only the network and the WebSocket: how the StreamUrl's host is checked when it is
+    # not the endpoint's.
+    stream_probe: bool = False
+    data_channel_path: str = DATA_CHANNEL_PATH
 
 
 @dataclass
@@ -111,6 +116,8 @@ class Checkup:
     _addresses: list[tuple[str, int]] = field(default_factory=list)
     _proxy_headers: list[tuple[str, str]] = field(default_factory=list)
     _describe: tuple[Response, Any] | None = None
+    _data_channel_url: str | None = None  # where the server says StreamUrls point
+    _stream_path: str | None = None
 
     def __post_init__(self) -> None:
         self.endpoint = parse_endpoint(self.settings.endpoint_url)
@@ -146,6 +153,8 @@ class Checkup:
                 ("tls.chain", self.check_tls_chain, ("tls.handshake",)),
             ]
             last = "tls.certificate"
+        if self.settings.stream_probe:
+            return [*steps, ("websocket.upgrade", self.check_websocket, (last,))]
         steps += [
             ("http.endpoint", self.check_http, (last,)),
             ("auth.signature", self.check_signature, ("http.endpoint", "config.credentials")),
@@ -462,6 +471,10 @@ class Checkup:
                 "upstream.error",
                 f"{evidence}{by}: {response.body_text() or 'no body'}",
             )
+        with contextlib.suppress(ValueError):
+            answer = json.loads(response.body)
+            if isinstance(answer, dict) and isinstance(answer.get("dataChannelUrl"), str):
+                self._data_channel_url = answer["dataChannelUrl"]
         return passed("http.endpoint", evidence)
 
     # --- SigV4 --------------------------------------------------------------------------
@@ -623,7 +636,57 @@ class Checkup:
 
     # --- WebSocket ----------------------------------------------------------------------
 
-    def check_websocket(self) -> Result:
+    def _stream_endpoint(self) -> str | None:
+        """The http(s) URL of the StreamUrls' host when it is not the endpoint's."""
+        if not self._data_channel_url:
+            return None
+        parts = urlsplit(self._data_channel_url)
+        scheme = {"wss": "https", "ws": "http"}.get(parts.scheme)
+        if scheme is None or not parts.hostname:
+            return None
+        try:
+            stream = parse_endpoint(f"{scheme}://{parts.netloc}")
+        except ValueError:
+            return None
+        self._stream_path = parts.path or DATA_CHANNEL_PATH
+        mine = (self.endpoint.scheme, self.endpoint.host.lower(), self.endpoint.port)
+        if (stream.scheme, stream.host.lower(), stream.port) == mine:
+            return None
+        return f"{scheme}://{parts.netloc}"
+
+    def check_websocket(self) -> Result | list[Result]:
+        stream = self._stream_endpoint()
+        if stream is not None:
+            return self._check_stream_host(stream)
+        return self._upgrade()
+
+    def _check_stream_host(self, url: str) -> list[Result]:
+        """StreamUrls name another host (--public-url, or a proxy's X-Forwarded-Host):
+        clients open the data channel there, so check the network to it too."""
+        probe = Checkup(
+            replace(
+                self.settings,
+                endpoint_url=url,
+                stream_probe=True,
+                data_channel_path=self._stream_path or DATA_CHANNEL_PATH,
+            )
+        )
+        results = [
+            passed(
+                "stream.host",
+                f"StreamUrls point at {self._data_channel_url}, not at the endpoint's host "
+                f"{self.endpoint.authority}: that host is checked as well",
+            )
+        ]
+        for result in probe.run():
+            if result.id != "websocket.upgrade" and not result.id.startswith("config."):
+                result = replace(result, id=f"stream.{result.id}")
+            if not result.id.startswith("config."):
+                results.append(result)
+        return results
+
+    def _upgrade(self) -> Result:
+        path = (self._stream_path or self.settings.data_channel_path) + PROBE_SESSION
         key = base64.b64encode(os.urandom(16)).decode()
         headers = [
             ("Host", self.endpoint.authority),
@@ -633,7 +696,7 @@ class Checkup:
             ("Sec-WebSocket-Key", key),
             ("Sec-WebSocket-Version", "13"),
         ]
-        response, sock = self._request("GET", PROBE_PATH, headers, head_only=True)
+        response, sock = self._request("GET", path, headers, head_only=True)
         try:
             expected = base64.b64encode(
                 hashlib.sha1((key + WEBSOCKET_GUID).encode(), usedforsecurity=False).digest()
@@ -642,17 +705,18 @@ class Checkup:
                 with contextlib.suppress(OSError):
                     sock.sendall(_CLOSE_FRAME)
                 self._log("WebSocket: upgrade accepted (101), closed again")
-                return passed("websocket.upgrade", f"GET {PROBE_PATH}: HTTP 101, upgraded")
+                where = f"{self.endpoint.authority}{path}"
+                return passed("websocket.upgrade", f"GET {where}: HTTP 101, upgraded")
             if response.status != 101:
                 response.body = _drain(sock, response)
         finally:
             sock.close()
         what = (
-            f"GET {PROBE_PATH} with Upgrade: websocket got {response.status_line}"
+            f"GET {path} with Upgrade: websocket got {response.status_line}"
             f"{': ' + response.body_text() if response.body else ''}"
         )
         if response.status == 101:
-            what = f"GET {PROBE_PATH}: HTTP 101 with a wrong Sec-WebSocket-Accept"
+            what = f"GET {path}: HTTP 101 with a wrong Sec-WebSocket-Accept"
         if self.proxy is not None and self.endpoint.scheme == "http":
             return failed(
                 "websocket.upgrade",

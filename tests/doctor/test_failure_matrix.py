@@ -327,3 +327,25 @@ def test_everything_passes_for_an_online_target(world: World) -> None:
         "target.online",
         "agent.logs",
     ]
+
+
+# --- StreamUrls on another host -------------------------------------------------------------
+
+
+def test_stream_urls_on_another_host_are_checked_too(world: World) -> None:
+    port = _port(world.server.url)
+    try:
+        world.server.set_config(public_url=f"http://localhost:{port}")
+        results = run_checks(world.settings())
+        assert problems(results) == {}
+        by_id = {r.id: r for r in results}
+        assert "ws://localhost:" in by_id["stream.host"].evidence
+        assert by_id["stream.dns"].status is Status.PASS
+        assert f"localhost:{port}/v1/data-channel/" in by_id["websocket.upgrade"].evidence
+
+        world.server.set_config(public_url="http://hatchway.invalid:8080")
+        results = run_checks(world.settings())
+        assert problems(results) == {"stream.dns": ("fail", "dns.not_found")}
+        assert {r.id: r.status for r in results}["websocket.upgrade"] is Status.SKIP
+    finally:
+        world.server.set_config(public_url=None)
