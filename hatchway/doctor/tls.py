@@ -12,7 +12,6 @@ machine does not trust.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from collections.abc import Sequence
 
 from cryptography import x509
@@ -50,28 +49,6 @@ def names_covered(cert: x509.Certificate) -> list[str]:
         return [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     dns = [str(name) for name in alt.get_values_for_type(x509.DNSName)]
     return dns + [str(ip) for ip in alt.get_values_for_type(x509.IPAddress)]
-
-
-def covers(cert: x509.Certificate, host: str) -> bool:
-    host = host.lower().strip("[]").rstrip(".")
-    try:
-        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
-    except ValueError:
-        address = None
-    for name in names_covered(cert):
-        if address is not None:
-            try:
-                if ipaddress.ip_address(name) == address:
-                    return True
-            except ValueError:
-                continue
-            continue
-        pattern = name.lower().rstrip(".")
-        if pattern == host:
-            return True
-        if pattern.startswith("*.") and "." in host and host.split(".", 1)[1] == pattern[2:]:
-            return True
-    return False
 
 
 def _is_self_issued(cert: x509.Certificate) -> bool:

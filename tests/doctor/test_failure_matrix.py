@@ -349,3 +349,21 @@ def test_stream_urls_on_another_host_are_checked_too(world: World) -> None:
         assert {r.id: r.status for r in results}["websocket.upgrade"] is Status.SKIP
     finally:
         world.server.set_config(public_url=None)
+
+
+def test_a_bare_403_from_something_in_front(world: World) -> None:
+    # As in support threads: "Server authentication failed: <UnauthorizedRequest>…".
+    body = b'<UnauthorizedRequest xmlns=""><message>Forbidden.</message></UnauthorizedRequest>'
+    answer = (
+        b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/octet-stream\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\nConnection: close\r\n\r\n"
+        + body
+    )
+    with CannedHttp(answer) as front:
+        results = run_checks(world.settings(endpoint_url=f"http://127.0.0.1:{front.port}"))
+    assert problems(results) == {
+        "auth.signature": ("fail", "upstream.error"),
+        "websocket.upgrade": ("fail", "websocket.upgrade_failed"),
+    }
+    assert "Forbidden" in {r.id: r.evidence for r in results}["auth.signature"]
