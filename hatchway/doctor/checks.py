@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from cryptography import x509
 
@@ -126,7 +126,8 @@ class Checkup:
         if self.settings.proxy_url and not self._proxy_headers:
             parts = urlsplit(self.settings.proxy_url)
             if parts.username:
-                secret = f"{parts.username}:{parts.password or ''}".encode()
+                user, password = unquote(parts.username), unquote(parts.password or "")
+                secret = f"{user}:{password}".encode()
                 self._proxy_headers = [
                     ("Proxy-Authorization", "Basic " + base64.b64encode(secret).decode())
                 ]
@@ -173,7 +174,12 @@ class Checkup:
     def run(self) -> list[Result]:
         for check_id, check, needs in self.plan():
             blocker = next(
-                (n for n in needs if self.results[n].status in (Status.FAIL, Status.SKIP)), None
+                (
+                    n
+                    for n in needs
+                    if n in self.results and self.results[n].status in (Status.FAIL, Status.SKIP)
+                ),
+                None,
             )
             if blocker is not None:
                 self.results[check_id] = skipped(check_id, f"{blocker} did not pass")
@@ -185,6 +191,9 @@ class Checkup:
                 outcome = check()
             except NetError as exc:
                 outcome = failed(check_id, exc.cause, exc.evidence)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                # Whatever a layer did that no check foresaw: said, not a traceback.
+                outcome = failed(check_id, "upstream.error", f"{type(exc).__name__}: {exc}")
             for result in outcome if isinstance(outcome, list) else [outcome]:
                 self.results[result.id] = result
         return list(self.results.values())
@@ -305,7 +314,10 @@ class Checkup:
         except ssl.SSLCertVerificationError as exc:
             # The handshake got as far as the certificate: read it without verifying.
             self._tls_error = exc
-            self._tls = self._unverified_handshake()
+            try:
+                self._tls = self._unverified_handshake()
+            except (OSError, NetError):
+                self._tls = (None, None, [])
         except ssl.SSLError as exc:
             return self._handshake_failure(exc)
         except (TimeoutError, OSError) as exc:
@@ -319,7 +331,9 @@ class Checkup:
             sock.close()
         version, cipher, chain = self._tls
         self._log(f"TLS: {version}, cipher {cipher[0] if cipher else '?'}, {len(chain)} certs")
-        return passed("tls.handshake", f"{version} with {cipher[0] if cipher else 'a cipher'}")
+        if not version or not cipher:
+            return passed("tls.handshake", "the handshake got as far as the certificate")
+        return passed("tls.handshake", f"{version} with {cipher[0]}")
 
     def _unverified_handshake(
         self, permissive: bool = False
