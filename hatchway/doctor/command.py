@@ -9,12 +9,15 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ..aws.explain import credential_source
-from .checks import Credentials, Settings, parse_endpoint, run_checks
 from .results import Result, Status
+
+if TYPE_CHECKING:
+    # The checks (cryptography, ssl) load when the command runs: `hatchway --help` stays quick.
+    from .checks import Settings
 
 
 def endpoint_source(flag: str | None, environ: Mapping[str, str], profile_has: bool) -> str:
@@ -40,6 +43,9 @@ def resolve_settings(
 ) -> Settings:
     import botocore.exceptions  # type: ignore[import-untyped]
     import botocore.session  # type: ignore[import-untyped]
+
+    from ..aws.explain import credential_source
+    from .checks import Credentials, Settings, parse_endpoint
 
     session = botocore.session.Session(profile=profile)
     try:
@@ -110,6 +116,7 @@ def proxy_from_environment(
     from yarl import URL
 
     from ..aws.proxy import proxy_for
+    from .checks import parse_endpoint
 
     endpoint = parse_endpoint(endpoint_url)
     scheme = "wss" if endpoint.scheme == "https" else "ws"
@@ -208,6 +215,8 @@ def doctor(
     )
     if debug:
         settings = with_debug(settings)
+    from .checks import run_checks
+
     sys.exit(report(run_checks(settings), as_json))
 
 
