@@ -135,3 +135,23 @@ def test_agent_doctor_without_an_identity(tmp_path: Any) -> None:
     assert done.returncode == 1
     assert "register first" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_agent_doctor_goes_through_the_agents_proxy(world: World, tmp_path: Any) -> None:
+    # The agent's identity names the server by a name only the proxy can reach.
+    port = int(world.server.url.rsplit(":", 1)[1])
+    identity = json.loads((world.agent.home / "identity.json").read_text())
+    identity["server_url"] = f"http://hatchway.example:{port}"
+    (tmp_path / "identity.json").write_text(json.dumps(identity))
+    proxy = ConnectProxy(port, forward_plain=True)
+    world.loop.run(proxy.start())
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+        done = agent_doctor(env | {"HTTP_PROXY": proxy.url}, "--home", str(tmp_path), "--json")
+    finally:
+        world.loop.run(proxy.close())
+    assert done.returncode == 0, done.stdout + done.stderr
+    by_id = {r["id"]: r for r in json.loads(done.stdout)}
+    assert "through the proxy" in by_id["config.endpoint"]["evidence"]
+    assert {r["status"] for r in by_id.values()} == {"pass", "warn"}  # warn: agent.logs
+    assert f"hatchway.example:{port}" in " ".join(target for target, _ in proxy.tunnels)
