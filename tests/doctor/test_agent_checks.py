@@ -161,3 +161,33 @@ def test_a_user_who_may_start_sessions_but_not_generate_data_keys(world: World) 
     )
     assert agent_problems(results) == {"kms.client": ("fail", "kms.access_denied")}
     assert "kms:GenerateDataKey" in {r.id: r.evidence for r in results}["kms.client"]
+
+
+def test_the_agent_checks_need_start_session_rights(world: World) -> None:
+    iam = world.server.client("iam")
+    iam.create_user(UserName="looker")
+    allow = {"Effect": "Allow", "Action": "ssm:DescribeInstanceInformation", "Resource": "*"}
+    iam.put_user_policy(
+        UserName="looker",
+        PolicyName="look",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [allow]}),
+    )
+    key = iam.create_access_key(UserName="looker")["AccessKey"]
+    creds = Credentials(key["AccessKeyId"], key["SecretAccessKey"])
+    results = run_checks(world.settings(target=world.online, credentials=creds))
+    assert agent_problems(results) == {"agent": ("fail", "auth.access_denied")}
+    assert "ssm:StartSession" in {r.id: r.evidence for r in results}["agent"]
+
+
+def test_a_node_that_does_not_answer(world: World) -> None:
+    from tests.helpers import ConnectedNode
+
+    node = ConnectedNode(world.server, world.loop)  # holds a channel, answers nothing
+    try:
+        world.server.set_config(agent_answer_seconds=0.5)
+        results = doctor(world, session_document(world), node.instance_id)
+    finally:
+        world.server.set_config(agent_answer_seconds=15.0)
+        node.close()
+    assert {r.id: (r.status.value, r.cause) for r in results}["agent.answer"] == ("warn", None)
+    assert "agent.logs" not in {r.id for r in results}

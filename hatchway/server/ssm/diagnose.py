@@ -22,8 +22,6 @@ from .document_ops import NAME_PATTERN, load_document
 from .errors import TargetNotConnected
 from .nodes import is_online
 
-AGENT_ANSWER_TIMEOUT = 15.0
-
 
 def _result(check_id: str, status: str, evidence: str, cause: str | None = None) -> dict[str, Any]:
     return {"id": check_id, "status": status, "cause": cause, "evidence": evidence}
@@ -101,13 +99,14 @@ async def diagnose_instance(call: Call, params: dict[str, Any]) -> dict[str, Any
                 "EncryptionContext": context,
             }
     gateway = call.state.extensions["control"]
-    answer = await gateway.diagnose(target, request, AGENT_ANSWER_TIMEOUT)
+    wait = call.state.config.agent_answer_seconds
+    answer = await gateway.diagnose(target, request, wait)
     if answer is None:
         results.append(
             _result(
                 "agent.answer",
                 "warn",
-                f"{target} did not answer within {AGENT_ANSWER_TIMEOUT:.0f} s (only "
+                f"{target} did not answer within {wait:g} s (only "
                 "Hatchway's agent answers diagnostics; the official agent does not)",
             )
         )
