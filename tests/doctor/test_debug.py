@@ -67,7 +67,12 @@ def test_a_refused_call_shows_the_status_and_the_body(world: World) -> None:
 
 
 def test_session_manager_plugin_debug_from_the_environment(world: World) -> None:
-    response = world.server.client().start_session(Target=world.online)
+    request = {
+        "Target": world.online,
+        "DocumentName": "AWS-StartNonInteractiveCommand",
+        "Parameters": {"command": ["echo plugin-ok"]},
+    }
+    response = world.server.client().start_session(**request)
     started = {k: response[k] for k in ("SessionId", "TokenValue", "StreamUrl")}
     env = world.server.env() | {"HATCHWAY_DEBUG": "1"}
     done = run(
@@ -77,11 +82,12 @@ def test_session_manager_plugin_debug_from_the_environment(world: World) -> None
         "us-east-1",
         "StartSession",
         "",
-        json.dumps({"Target": world.online}),
+        json.dumps(request),
         world.server.url,
-        stdin="exit 0\n",
+        stdin="",
     )
     assert done.returncode == 0, done.stderr
+    assert done.stdout == "plugin-ok\n"
     assert "websocket: upgrade status 101" in done.stderr
     assert "handshake:" in done.stderr
     assert started["TokenValue"] not in done.stderr
