@@ -150,7 +150,21 @@ def print_table(results: list[Result]) -> None:
             result.cause or "",
             text,
         )
-    Console(width=shutil.get_terminal_size((140, 24)).columns).print(table)
+    console = Console(width=shutil.get_terminal_size((140, 24)).columns)
+    console.print(table)
+    console.print(escape(summary(results)))
+
+
+def summary(results: list[Result]) -> str:
+    """One line under the table: the first failure's cause, or that all passed."""
+    failures = [r for r in results if r.status is Status.FAIL]
+    warnings = [r for r in results if r.status is Status.WARN]
+    if not failures:
+        tail = f", {len(warnings)} warning(s)" if warnings else ""
+        return f"No check failed{tail}."
+    first = failures[0]
+    more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+    return f"Failed: {first.id} - {first.cause}{more}. Fix: {first.fix}"
 
 
 def exit_status(results: list[Result]) -> int:

@@ -44,6 +44,7 @@ def test_a_failure_exits_1_and_the_table_says_the_cause_and_fix(world: World) ->
     assert done.returncode == 1
     assert "auth.wrong_scope" in done.stdout
     assert "fix:" in done.stdout
+    assert "Failed: auth.signature - auth.wrong_scope. Fix: Use the server's region" in done.stdout
     assert "Traceback" not in done.stderr
 
 
