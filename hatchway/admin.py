@@ -77,6 +77,7 @@ def connection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--profile", help="The profile for credentials and region."),
         click.option("--region", help="The region; botocore's resolution when omitted."),
         click.option("--endpoint-url", help="The server, e.g. http://127.0.0.1:8080."),
+        click.option("--debug", is_flag=True, help="Explain each step on stderr (secrets hidden)."),
     ):
         fn = option(fn)
     return fn
@@ -88,9 +89,24 @@ def iam_client(ctx: click.Context) -> Any:
     options = ctx.params
     session = botocore.session.Session(profile=options.get("profile"))
     region = options.get("region") or session.get_config_variable("region") or "us-east-1"
-    return session.create_client(
+    client = session.create_client(
         "iam", region_name=region, endpoint_url=options.get("endpoint_url")
     )
+    if options.get("debug"):
+        explain_session(session, client, "hatchway.iam")
+    return client
+
+
+def explain_session(session: Any, client: Any, name: str) -> None:
+    """--debug for a botocore client: credentials, signing, each answer (aws/explain.py)."""
+    import sys
+
+    from .aws.explain import debug_logger, explain_client, explain_credentials
+
+    log = debug_logger(name, sys.stderr)
+    log.debug("endpoint %s, region %s", client.meta.endpoint_url, client.meta.region_name)
+    explain_credentials(session.get_credentials(), log, session.profile)
+    explain_client(client, log)
 
 
 def call(ctx: click.Context, operation: str, **params: Any) -> None:

@@ -89,6 +89,15 @@ def _admin_commands() -> None:
 _admin_commands()
 
 
+def _doctor_commands() -> None:
+    from .doctor.command import doctor
+
+    main.add_command(doctor)
+
+
+_doctor_commands()
+
+
 @main.group()
 def agent() -> None:
     """The agent that runs on each managed node."""
@@ -186,6 +195,72 @@ def agent_run(
     asyncio.run(run_until_signalled(Agent(config, identity).run))
 
 
+@agent.command("doctor")
+@click.option(
+    "--home", default="/var/lib/hatchway-agent", show_default=True, type=click.Path(path_type=Path)
+)
+@click.option(
+    "--ca-bundle",
+    type=click.Path(exists=True, dir_okay=False),
+    envvar="HATCHWAY_CA_BUNDLE",
+    help="PEM bundle to trust for the server's TLS certificate.",
+)
+@click.option("--kms-endpoint", help="KMS for session keys; the server's endpoint by default.")
+@click.option("--timeout", default=5.0, show_default=True, help="Seconds for each network wait.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as a JSON list.")
+@click.option("--debug", is_flag=True, help="Explain each step on stderr (secrets hidden).")
+def agent_doctor(
+    home: Path,
+    ca_bundle: str | None,
+    kms_endpoint: str | None,
+    timeout: float,
+    as_json: bool,
+    debug: bool,
+) -> None:
+    """The agent's side: the server through the agent's proxy, its credentials, KMS, and
+    where it logs. Exit status 0 when every check passes, 1 when any fails."""
+    import sys
+
+    from .agent.diagnose import check_logs
+    from .agent.identity import Identity, IdentityError
+    from .doctor.checks import Credentials, Settings, from_wire, run_checks
+    from .doctor.command import proxy_from_environment, report, with_debug
+
+    if timeout <= 0:
+        raise click.BadParameter("must be positive", param_hint="--timeout")
+    try:
+        identity = Identity.load(home)
+    except IdentityError as exc:
+        raise click.ClickException(str(exc)) from None
+    proxy, proxy_headers, proxy_source = proxy_from_environment(identity.server_url, os.environ)
+    settings = Settings(
+        endpoint_url=identity.server_url,
+        region=identity.region,
+        endpoint_source=f"{home / 'identity.json'}",
+        credentials=Credentials(
+            identity.access_key_id,
+            identity.secret_access_key,
+            source=f"the node's identity ({identity.instance_id})",
+        ),
+        proxy_url=proxy,
+        proxy_source=proxy_source,
+        proxy_headers=proxy_headers,
+        ca_bundle=ca_bundle
+        or os.environ.get("AWS_CA_BUNDLE")
+        or os.environ.get("SSL_CERT_FILE")
+        or None,
+        timeout=timeout,
+        probe_target="AmazonSSM.ListInstanceAssociations",
+        probe_params={"InstanceId": identity.instance_id},
+        kms_url=kms_endpoint or identity.server_url,
+        node_side=True,
+    )
+    if debug:
+        settings = with_debug(settings)
+    results = [*run_checks(settings), from_wire(check_logs(home))]
+    sys.exit(report(results, as_json))
+
+
 def configured_session_user(flag: str | None, environ: Mapping[str, str]) -> str | None:
     """--session-user, else HATCHWAY_SESSION_USER (set but empty counts: it means the
     agent's own user, which click's envvar handling would read as unset), else the
@@ -221,6 +296,7 @@ def activation() -> None:
 @click.option("--endpoint-url")
 @click.option("--region")
 @click.option("--profile")
+@click.option("--debug", is_flag=True, help="Explain each step on stderr (secrets hidden).")
 def activation_create(
     iam_role: str,
     registration_limit: int,
@@ -229,6 +305,7 @@ def activation_create(
     endpoint_url: str | None,
     region: str | None,
     profile: str | None,
+    debug: bool,
 ) -> None:
     """Wrap CreateActivation; print ActivationId and ActivationCode."""
     import json
@@ -240,6 +317,10 @@ def activation_create(
     session = botocore.session.Session(profile=profile)
     try:
         client = session.create_client("ssm", region_name=region, endpoint_url=endpoint_url)
+        if debug:
+            from .admin import explain_session
+
+            explain_session(session, client, "hatchway.activation")
         params: dict[str, object] = {
             "IamRole": iam_role,
             "RegistrationLimit": registration_limit,

@@ -16,6 +16,7 @@ import aiohttp
 from ..protocol import AgentMessage, MessageType, ProtocolError
 from .api import ServiceError, call_json, http_session
 from .control import AGENT_VERSION, ControlChannel
+from .diagnose import diagnose
 from .identity import Identity
 from .platform_info import instance_information
 from .session import SessionTask, SessionWorker
@@ -46,6 +47,7 @@ class Agent:
         self.http: aiohttp.ClientSession | None = None
         self.control: ControlChannel | None = None
         self.extra = {"target": identity.instance_id}
+        self.background: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         async with http_session(self.config.ca_bundle) as http:
@@ -87,12 +89,42 @@ class Agent:
             self.start_session(message)
         elif kind == MessageType.CHANNEL_CLOSED:
             self.end_session(message)
+        elif kind == MessageType.HATCHWAY_DIAGNOSE:
+            task = asyncio.create_task(self.answer_diagnose(message))
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
         elif kind == MessageType.AGENT_TASK_ACKNOWLEDGE:
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 ack = json.loads(message.payload)
                 event = self.acks.get(str(ack["MessageId"]))
                 if event is not None:
                     event.set()
+
+    async def answer_diagnose(self, message: AgentMessage) -> None:
+        """doctor's questions (agent/diagnose.py), answered on the control channel."""
+        try:
+            request = json.loads(message.payload)
+            request_id = str(request["RequestId"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("dropped a bad diagnose request", extra=self.extra)
+            return
+        assert self.http is not None
+        results = await diagnose(
+            request,
+            home=self.config.home,
+            identity=self.identity,
+            http=self.http,
+            kms_url=self.config.kms_url or self.identity.server_url,
+        )
+        log.info("answered a diagnose request", extra={**self.extra, "checks": len(results)})
+        reply = AgentMessage(
+            message_type=MessageType.HATCHWAY_DIAGNOSE_RESULT,
+            created_date=int(time.time() * 1000),
+            message_id=uuid.uuid4(),
+            payload=json.dumps({"RequestId": request_id, "Results": results}).encode(),
+        )
+        if self.control is not None:
+            await self.control.send(reply)
 
     def start_session(self, message: AgentMessage) -> None:
         try:

@@ -380,11 +380,15 @@ def _payload_hash(headers: dict[str, list[str]], body: bytes, allow_unsigned: bo
     return value
 
 
-def _signature(secret_key: str, auth: Authorization, canonical: str) -> str:
+def _string_to_sign(auth: Authorization, canonical: str) -> str:
     scope = f"{auth.date}/{auth.region}/{auth.service}/{SCOPE_TERMINATOR}"
-    string_to_sign = "\n".join(
+    return "\n".join(
         (ALGORITHM, auth.amz_date, scope, hashlib.sha256(_utf8(canonical)).hexdigest())
     )
+
+
+def _signature(secret_key: str, auth: Authorization, canonical: str) -> str:
+    string_to_sign = _string_to_sign(auth, canonical)
     key = _utf8("AWS4" + secret_key)
     for part in (auth.date, auth.region, auth.service, SCOPE_TERMINATOR):
         key = hmac.new(key, _utf8(part), hashlib.sha256).digest()
@@ -442,3 +446,62 @@ def _utf8(text: str) -> bytes:
         return text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
         return text.encode("utf-8", "surrogatepass")
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A request signed by ``sign``: the headers to send, and the two texts that went into
+    the signature (worth showing when a server computes a different one)."""
+
+    headers: tuple[tuple[str, str], ...]
+    canonical_request: str
+    string_to_sign: str
+
+
+def sign(
+    request: Request,
+    *,
+    access_key_id: str,
+    secret_key: str,
+    region: str,
+    service: str,
+    now: datetime,
+    security_token: str | None = None,
+) -> Signed:
+    """Sign ``request`` (whose headers must include Host) at ``now``, as botocore does: the
+    request's own headers, X-Amz-Date and any security token are signed, and the body is
+    covered by its SHA-256."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    amz_date = _format_amz_date(now.astimezone(UTC))
+    headers = [*request.headers, ("X-Amz-Date", amz_date)]
+    if security_token:
+        headers.append(("X-Amz-Security-Token", security_token))
+    if "host" not in _headers_by_name(headers):
+        raise ValueError("the request needs a Host header to be signed")
+    names = tuple(sorted({name.lower() for name, _ in headers}))
+    payload_hash = hashlib.sha256(request.body).hexdigest()
+    unsigned = Request(request.method, request.path, request.query, headers, request.body)
+    canonical = canonical_request(unsigned, names, payload_hash)
+    auth = Authorization(
+        access_key_id=access_key_id,
+        date=amz_date[:8],
+        region=region,
+        service=service,
+        signed_headers=names,
+        signature="",
+        amz_date=amz_date,
+        security_token=security_token,
+    )
+    scope = f"{auth.date}/{region}/{service}/{SCOPE_TERMINATOR}"
+    string_to_sign = _string_to_sign(auth, canonical)
+    signature = _signature(secret_key, auth, canonical)
+    authorization = (
+        f"{ALGORITHM} Credential={access_key_id}/{scope}, "
+        f"SignedHeaders={';'.join(names)}, Signature={signature}"
+    )
+    return Signed(
+        headers=(*headers, ("Authorization", authorization)),
+        canonical_request=canonical,
+        string_to_sign=string_to_sign,
+    )

@@ -324,9 +324,10 @@ def plugin_main(args: Sequence[str], environ: MutableMapping[str, str], terminal
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def session_manager_plugin(ctx: click.Context, args: tuple[str, ...]) -> None:
-    """A drop-in for AWS's session-manager-plugin, for the AWS CLI to run."""
+    """A drop-in for AWS's session-manager-plugin, for the AWS CLI to run. Its argv is
+    fixed by the AWS CLI, so HATCHWAY_DEBUG=1 stands in for --debug."""
     terminal = Terminal()
-    configure_debug(False, terminal)
+    configure_debug(os.environ.get("HATCHWAY_DEBUG", "") not in ("", "0"), terminal)
     ctx.exit(plugin_main(list(args), os.environ, terminal))
 
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
+from ..aws.explain import hidden as mask
 from ..aws.proxy import proxy_for
 from ..protocol.client_session import CLIENT_VERSION
 from ..protocol.payloads import OpenDataChannel
-from .control import mask
 from .errors import MissingConfiguration, ServiceFailure, SessionTimedOut, TransportFailure
 
 # aiohttp pings after this much silence and drops the socket when no pong comes back within

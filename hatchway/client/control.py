@@ -25,6 +25,8 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     ParamValidationError,
 )
 
+from ..aws.explain import explain_client, mask_key_id
+from ..aws.explain import hidden as mask
 from .config import AwsSettings, StartedSession
 from .errors import (
     InvalidArguments,
@@ -36,11 +38,6 @@ from .errors import (
 # Short enough that a cleanup call (TerminateSession) cannot hold the exit for a minute.
 _CLIENT_CONFIG = Config(connect_timeout=10, read_timeout=30)
 DATA_KEY_BYTES = 64
-
-
-def mask(secret: str) -> str:
-    """What logs show instead of a token or a key."""
-    return f"<{len(secret)} characters, hidden>"
 
 
 @contextlib.contextmanager
@@ -87,7 +84,7 @@ class ControlPlane:
         self._log.debug(
             "credentials: source=%s access_key_id=%s",
             credentials.method,
-            _mask_key_id(credentials.access_key),
+            mask_key_id(credentials.access_key),
         )
 
     def start_session(
@@ -169,6 +166,8 @@ class ControlPlane:
                     endpoint_url=explicit,
                     config=_CLIENT_CONFIG,
                 )
+            if self._log.isEnabledFor(logging.DEBUG):
+                explain_client(client, self._log)
             self._log.debug(
                 "%s: region=%s endpoint=%s",
                 service,
@@ -185,10 +184,3 @@ def _started(response: Mapping[str, Any]) -> StartedSession:
         raise ServiceFailure("StartSession answered without SessionId, TokenValue or StreamUrl")
     session_id, token, stream_url = fields
     return StartedSession(str(session_id), str(token), str(stream_url))
-
-
-def _mask_key_id(key_id: str | None) -> str:
-    # An access key id is not a secret, but showing it whole helps nobody.
-    if not key_id:
-        return "none"
-    return f"{key_id[:4]}...{key_id[-4:]}" if len(key_id) > 8 else "****"

@@ -60,6 +60,10 @@ class MessageType(enum.StrEnum):
     AGENT_JOB_ACKNOWLEDGE = "agent_job_ack"
     AGENT_JOB_REPLY = "agent_job_reply"
     AGENT_JOB_REPLY_ACK = "agent_job_reply_ack"
+    # Hatchway's own control messages: doctor's questions to its agent, and the answers.
+    # The official agent logs and ignores types it does not know.
+    HATCHWAY_DIAGNOSE = "hatchway_diagnose"
+    HATCHWAY_DIAGNOSE_RESULT = "hatchway_diagnose_result"
 
 
 class PayloadType(enum.IntEnum):

@@ -185,7 +185,11 @@ async def _query_call(request: web.Request, who: dict[str, str]) -> web.Response
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    from .ssm.sessions import data_channel_base
+
+    # Where StreamUrls will point, so doctor can check that host too.
+    base = data_channel_base(base_url(request, request.app[STATE].config))
+    return web.json_response({"status": "ok", "dataChannelUrl": base})
 
 
 def create_app(config: ServerConfig) -> web.Application:

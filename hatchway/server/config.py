@@ -28,6 +28,8 @@ class ServerConfig:
     max_body_bytes: int = 1024 * 1024
     # Seconds in a "minute" of idleSessionTimeout and maxSessionDuration; tests shrink it.
     preference_minute: float = 60.0
+    # How long HatchwayDiagnoseInstance waits for the agent's answer (doctor).
+    agent_answer_seconds: float = 15.0
 
     @property
     def tls(self) -> bool:

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select
 
 from ..aws import arns
-from ..aws.errors import AccessDeniedException, ValidationException, _error
+from ..aws.errors import AccessDeniedException, AwsError, ValidationException, _error
 from ..aws.json11 import Service
 from . import validation as v
 from .iam.authorize import condition_context, policies_for
@@ -431,3 +431,25 @@ async def decrypt(call: Call, params: dict[str, Any]) -> dict[str, Any]:
         "Plaintext": base64.b64encode(plaintext).decode(),
         "EncryptionAlgorithm": ALGORITHM,
     }
+
+
+# --- for doctor -------------------------------------------------------------------------
+
+
+async def diagnostic_blob(
+    call: Call, given: str, context: Mapping[str, str]
+) -> tuple[str, bytes, AwsError | None]:
+    """What a client's GenerateDataKey would give for a session: the key's ARN and a blob
+    of 64 random bytes under it, bound to ``context``, for the agent to Decrypt as in a
+    session. Raises what GenerateDataKey would for a missing or disabled key; whether the
+    caller may GenerateDataKey comes back as the error it would get (or None), since the
+    agent's side is worth checking either way."""
+    key = await _resolve(call, given)
+    _usable(call, key)
+    refused: AwsError | None = None
+    try:
+        await _authorize(call, key, "kms:GenerateDataKey")
+    except AccessDeniedException as exc:
+        refused = exc
+    bound = _context({"EncryptionContext": dict(context)})
+    return _arn(call, key.key_id), _seal(call, key, os.urandom(64), bound), refused

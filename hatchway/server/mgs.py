@@ -87,6 +87,8 @@ class MessageGateway:
         self._heartbeat: asyncio.Task[None] | None = None
         self.task_complete_handlers: list[Any] = []
         self._background: set[asyncio.Task[None]] = set()
+        # Diagnostic requests sent to agents, by RequestId: (instance id, its answer).
+        self._diagnoses: dict[str, tuple[str, asyncio.Future[list[dict[str, Any]]]]] = {}
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -149,6 +151,44 @@ class MessageGateway:
             )
             return False
         return True
+
+    async def diagnose(
+        self, instance_id: str, request: dict[str, Any], wait_seconds: float
+    ) -> list[dict[str, Any]] | None:
+        """Ask the agent to check its side (doctor); its results, or None when it does
+        not answer within ``wait_seconds`` (an official agent never does)."""
+        request_id = str(uuid.uuid4())
+        answer: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        self._diagnoses[request_id] = (instance_id, answer)
+        message = AgentMessage(
+            message_type=MessageType.HATCHWAY_DIAGNOSE,
+            created_date=millis(now_utc()),
+            message_id=uuid.uuid4(),
+            payload=json.dumps({**request, "RequestId": request_id}).encode(),
+        )
+        try:
+            if not await self.send(instance_id, message):
+                return None
+            return await asyncio.wait_for(answer, wait_seconds)
+        except TimeoutError:
+            return None
+        finally:
+            self._diagnoses.pop(request_id, None)
+
+    def _diagnosed(self, channel: ControlChannel, message: AgentMessage) -> None:
+        try:
+            payload = load_object(message.payload, "hatchway_diagnose_result")
+            request_id = get_field(payload, "RequestId", str, "hatchway_diagnose_result")
+            results = get_field(payload, "Results", list, "hatchway_diagnose_result")
+        except ProtocolError as exc:
+            log.warning(
+                "bad diagnose result", extra={"target": channel.instance_id, "error": str(exc)}
+            )
+            return
+        pending = self._diagnoses.get(request_id)
+        # Only the agent that was asked may answer.
+        if pending is not None and pending[0] == channel.instance_id and not pending[1].done():
+            pending[1].set_result([item for item in results if isinstance(item, dict)])
 
     async def disconnect(self, instance_id: str, reason: str) -> None:
         channel = self.channels.get(instance_id)
@@ -243,6 +283,8 @@ class MessageGateway:
             return
         if message.message_type == MessageType.AGENT_TASK_COMPLETE:
             await self._task_complete(channel, message)
+        elif message.message_type == MessageType.HATCHWAY_DIAGNOSE_RESULT:
+            self._diagnosed(channel, message)
         # agent_telemetry, agent_update_result and the rest are accepted and ignored.
 
     async def _task_complete(self, channel: ControlChannel, message: AgentMessage) -> None:

@@ -805,3 +805,59 @@ def test_flipping_any_body_byte_fails(body: bytes, data: st.DataObject) -> None:
     error = rejected(dataclasses.replace(request, body=bytes(tampered)))
     assert isinstance(error, InvalidSignatureException)
     assert error.message == SIGNATURE_MISMATCH_MESSAGE
+
+
+# --- Signing -------------------------------------------------------------------------------
+
+
+def test_sign_matches_the_aws_test_suite_get_vanilla() -> None:
+    request = sigv4.Request("GET", "/", "", (("Host", "example.amazonaws.com"),), b"")
+    signed = sigv4.sign(
+        request,
+        access_key_id="AKIDEXAMPLE",
+        secret_key=EXAMPLE_SECRET,
+        region="us-east-1",
+        service="service",
+        now=EXAMPLE_NOW,
+    )
+    headers = dict(signed.headers)
+    assert headers["X-Amz-Date"] == "20150830T123600Z"
+    assert headers["Authorization"] == (
+        "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, "
+        "SignedHeaders=host;x-amz-date, "
+        "Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
+    )
+    assert signed.string_to_sign.startswith("AWS4-HMAC-SHA256\n20150830T123600Z\n")
+    assert signed.canonical_request.startswith("GET\n/\n\nhost:example.amazonaws.com\n")
+
+
+def test_signed_json_request_verifies_and_carries_its_token() -> None:
+    body = json.dumps({"Target": "mi-0123456789abcdef0"}).encode()
+    request = sigv4.Request(
+        "POST",
+        "/",
+        "",
+        (
+            ("Host", "127.0.0.1:8080"),
+            ("Content-Type", "application/x-amz-json-1.1"),
+            ("X-Amz-Target", "AmazonSSM.StartSession"),
+        ),
+        body,
+    )
+    now = datetime(2024, 2, 21, 18, 18, 23, tzinfo=UTC)
+    signed = sigv4.sign(
+        request,
+        access_key_id=ACCESS_KEY,
+        secret_key=SECRET,
+        region=REGION,
+        service="ssm",
+        now=now,
+        security_token="token-value",
+    )
+    received = dataclasses.replace(request, headers=signed.headers)
+    auth = sigv4.parse(received)
+    assert auth.security_token == "token-value"
+    assert "x-amz-security-token" in auth.signed_headers
+    sigv4.verify(received, auth, SECRET, now=now, region=REGION, service="ssm")
+    with pytest.raises(InvalidSignatureException):
+        sigv4.verify(received, auth, SECRET + "x", now=now, region=REGION, service="ssm")

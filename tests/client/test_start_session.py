@@ -282,8 +282,15 @@ def test_debug_logs_each_step_without_secrets():
         "OpenDataChannel sent:",
         "handshake: request from agent 3.3.987.0",
         "session started",
+        "SigV4 canonical request:\nPOST\n/\n",
+        "x-amz-target:AmazonSSM.StartSession",
+        "SigV4 string to sign:\nAWS4-HMAC-SHA256\n",
+        "HTTP: POST http://127.0.0.1:",
+        "StartSession: HTTP 200",
+        '"TokenValue": "<',  # the response body, with the token masked
     ):
         assert step in stderr, step
+    assert "Signature=" not in stderr
     assert "StartSession: request_id= " not in stderr  # botocore's id is shown
     assert "token-sess-1-0" not in stderr
     assert "secret-example-key" not in stderr

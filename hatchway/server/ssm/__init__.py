@@ -6,6 +6,6 @@ from ..state import Call
 ssm: Service[Call] = Service("AmazonSSM", "ssm")
 
 # Importing the modules registers their operations.
-from . import document_ops, nodes, sessions  # noqa: E402
+from . import diagnose, document_ops, nodes, sessions  # noqa: E402
 
-__all__ = ["document_ops", "nodes", "sessions", "ssm"]
+__all__ = ["diagnose", "document_ops", "nodes", "sessions", "ssm"]

@@ -29,10 +29,16 @@ def new_session_id(principal_name: str) -> str:
     return f"{principal_name[: MAX_SESSION_ID - len(suffix) - 1]}-{suffix}"
 
 
+def data_channel_base(base_url: str) -> str:
+    """Where StreamUrls point: the WebSocket form of the URL the caller reached us by (or
+    of --public-url)."""
+    if base_url.startswith("https"):
+        return f"wss{base_url[len('https') :]}/v1/data-channel/"
+    return f"ws{base_url[len('http') :]}/v1/data-channel/"
+
+
 def stream_url(call: Call, session_id: str) -> str:
-    base = call.base_url
-    ws = "wss" + base[len("https") :] if base.startswith("https") else "ws" + base[len("http") :]
-    return f"{ws}/v1/data-channel/{session_id}?role=publish_subscribe"
+    return f"{data_channel_base(call.base_url)}{session_id}?role=publish_subscribe"
 
 
 def _hooks(call: Call) -> Any:
