@@ -35,8 +35,17 @@ class WebSocketMode(enum.Enum):
 
 
 class ReverseProxy:
-    def __init__(self, upstream: str, prefix: str = "", mode: WebSocketMode = WebSocketMode.PASS):
+    def __init__(
+        self,
+        upstream: str,
+        prefix: str = "",
+        mode: WebSocketMode = WebSocketMode.PASS,
+        keep_host: bool = True,
+    ):
         self.upstream = upstream.rstrip("/")
+        self.keep_host = (
+            keep_host  # False: the upstream's own host goes instead, as misconfigured proxies do
+        )
         self.prefix = prefix.rstrip("/")
         self.mode = mode
         self.url = ""
@@ -74,7 +83,8 @@ class ReverseProxy:
     def _headers(self, request: web.Request) -> dict[str, str]:
         # Host goes through unchanged, as proxies are set up for Hatchway (and as SigV4,
         # which signs it, needs).
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        dropped = HOP_BY_HOP if self.keep_host else {*HOP_BY_HOP, "host"}
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in dropped}
         headers["X-Forwarded-Proto"] = "https" if self.tls else "http"
         headers["X-Forwarded-Host"] = request.host
         if self.prefix:
@@ -153,9 +163,10 @@ def reverse_proxy(
     prefix: str = "",
     mode: WebSocketMode = WebSocketMode.PASS,
     ssl_context: ssl.SSLContext | None = None,
+    keep_host: bool = True,
 ) -> Iterator[tuple[ReverseProxy, LoopThread]]:
     loop = LoopThread()
-    proxy = ReverseProxy(upstream, prefix, mode)
+    proxy = ReverseProxy(upstream, prefix, mode, keep_host)
     loop.run(proxy.start(ssl_context))
     try:
         yield proxy, loop

@@ -485,10 +485,24 @@ class Checkup:
                 "upstream.error",
                 f"{evidence}{by}: {response.body_text() or 'no body'}",
             )
+        answer: Any = None
         with contextlib.suppress(ValueError):
             answer = json.loads(response.body)
-            if isinstance(answer, dict) and isinstance(answer.get("dataChannelUrl"), str):
-                self._data_channel_url = answer["dataChannelUrl"]
+        if not isinstance(answer, dict):
+            return passed("http.endpoint", evidence)
+        if isinstance(answer.get("dataChannelUrl"), str):
+            self._data_channel_url = answer["dataChannelUrl"]
+        seen = answer.get("host")
+        if isinstance(seen, str) and seen.lower() != self.endpoint.authority.lower():
+            # Nothing fails yet, but every signature will: SigV4 signs the Host header.
+            return warned(
+                "http.endpoint",
+                None,
+                f"{evidence}, but the server saw Host: {seen} where doctor sent Host: "
+                f"{self.endpoint.authority}: something in front rewrites it",
+                "Make the proxy in front pass the Host header through unchanged "
+                "(nginx: proxy_set_header Host $host): SigV4 signatures cover it.",
+            )
         return passed("http.endpoint", evidence)
 
     # --- SigV4 --------------------------------------------------------------------------

@@ -187,9 +187,10 @@ async def _query_call(request: web.Request, who: dict[str, str]) -> web.Response
 async def healthz(request: web.Request) -> web.Response:
     from .ssm.sessions import data_channel_base
 
-    # Where StreamUrls will point, so doctor can check that host too.
+    # Where StreamUrls will point, so doctor can check that host too; and the Host header
+    # as it arrived, so doctor can tell a proxy that rewrites it (SigV4 signs it).
     base = data_channel_base(base_url(request, request.app[STATE].config))
-    return web.json_response({"status": "ok", "dataChannelUrl": base})
+    return web.json_response({"status": "ok", "dataChannelUrl": base, "host": request.host})
 
 
 def create_app(config: ServerConfig) -> web.Application:

@@ -21,6 +21,7 @@ from tests.certs import PrivateCA, self_signed
 from tests.doctor.conftest import World
 from tests.doctor.servers import CannedHttp, TlsServer
 from tests.proxy import ConnectProxy
+from tests.reverse_proxy import reverse_proxy
 
 
 def problems(results: list[Result]) -> dict[str, tuple[str, str | None]]:
@@ -276,6 +277,21 @@ def test_a_wrong_secret(world: World) -> None:
     results = run_checks(world.settings(credentials=creds))
     assert problems(results) == {"auth.signature": ("fail", "auth.signature_mismatch")}
     assert all(world.admin.secret_key not in r.evidence for r in results)
+
+
+def test_a_proxy_that_rewrites_the_host_header(world: World) -> None:
+    """The Host header doctor sent is not the one the server saw: every signature then
+    fails, and doctor says why before it says that."""
+    with reverse_proxy(world.server.url, keep_host=False) as (proxy, _):
+        results = run_checks(world.settings(endpoint_url=proxy.url))
+    assert problems(results) == {
+        "http.endpoint": ("warn", None),
+        "auth.signature": ("fail", "auth.signature_mismatch"),
+    }
+    http = next(r for r in results if r.id == "http.endpoint")
+    assert "the server saw Host: 127.0.0.1:" in http.evidence and "proxy_set_header" in (
+        http.fix or ""
+    )
 
 
 def test_a_skewed_clock(world: World) -> None:
