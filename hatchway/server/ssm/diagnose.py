@@ -14,13 +14,11 @@ import secrets
 from typing import Any
 
 from .. import documents as docs
-from .. import validation as v
 from ..state import Call
-from ..storage.models import ManagedInstance
 from . import ssm
-from .document_ops import NAME_PATTERN, load_document
 from .errors import TargetNotConnected
 from .nodes import is_online
+from .sessions import session_start_allowed
 
 
 def _result(check_id: str, status: str, evidence: str, cause: str | None = None) -> dict[str, Any]:
@@ -37,20 +35,7 @@ async def diagnose_instance(call: Call, params: dict[str, Any]) -> dict[str, Any
     )
     from ..session_runtime import INVALID_RUN_AS, valid_run_as
 
-    target = v.string(params, "Target", required=True, min_len=1, max_len=400) or ""
-    document_name = (
-        v.string(params, "DocumentName", pattern=NAME_PATTERN) or docs.DEFAULT_SESSION_DOCUMENT
-    )
-    async with call.state.db() as db:
-        document = await load_document(db, document_name)
-        node = await db.get(ManagedInstance, target)
-    tags = node.tags if node is not None else {}
-    principal = await call.authorize(
-        "ssm:StartSession",
-        call.instance_arn(target),
-        {f"ssm:resourceTag/{k}": str(val) for k, val in tags.items()},
-    )
-    await call.authorize("ssm:StartSession", document.arn(call))
+    target, document, node, principal = await session_start_allowed(call, params)
     if not is_online(call, node):
         raise TargetNotConnected(f"{target} is not connected.")
     values = docs.resolve_parameters(document.parsed, {})

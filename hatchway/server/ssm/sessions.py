@@ -12,10 +12,11 @@ from ...aws import arns
 from .. import documents as docs
 from .. import tokens
 from .. import validation as v
+from ..iam.principals import Principal
 from ..state import Call
 from ..storage.models import ManagedInstance, Session
 from . import ssm
-from .document_ops import NAME_PATTERN, load_document
+from .document_ops import NAME_PATTERN, LoadedDocument, load_document
 from .errors import DoesNotExistException, InvalidFilter, InvalidFilterKey, TargetNotConnected
 from .nodes import is_online
 
@@ -45,14 +46,17 @@ def _hooks(call: Call) -> Any:
     return call.state.extensions.get("sessions")
 
 
-@ssm.operation("StartSession")
-async def start_session(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+async def session_start_allowed(
+    call: Call, params: dict[str, Any]
+) -> tuple[str, LoadedDocument, ManagedInstance | None, Principal]:
+    """What StartSession checks before it starts anything (and HatchwayDiagnoseInstance
+    too): the target and document named in ``params``, ssm:StartSession on both (with the
+    node's tags as ``ssm:resourceTag/*``). Returns the target, the document, the node (None
+    if unknown) and the caller."""
     target = v.string(params, "Target", required=True, min_len=1, max_len=400) or ""
     document_name = (
         v.string(params, "DocumentName", pattern=NAME_PATTERN) or docs.DEFAULT_SESSION_DOCUMENT
     )
-    reason = v.string(params, "Reason", min_len=1, max_len=256, pattern=r"^.{1,256}$")
-    supplied = v.string_list_map(params, "Parameters")
     async with call.state.db() as db:
         document = await load_document(db, document_name)
         node = await db.get(ManagedInstance, target)
@@ -63,6 +67,14 @@ async def start_session(call: Call, params: dict[str, Any]) -> dict[str, Any]:
         {f"ssm:resourceTag/{k}": str(val) for k, val in tags.items()},
     )
     await call.authorize("ssm:StartSession", document.arn(call))
+    return target, document, node, principal
+
+
+@ssm.operation("StartSession")
+async def start_session(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    reason = v.string(params, "Reason", min_len=1, max_len=256, pattern=r"^.{1,256}$")
+    supplied = v.string_list_map(params, "Parameters")
+    target, document, node, principal = await session_start_allowed(call, params)
     values = docs.resolve_parameters(document.parsed, supplied)
     if not is_online(call, node):
         raise TargetNotConnected(f"{target} is not connected.")
