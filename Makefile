@@ -67,9 +67,11 @@ test: $(VENV)/.test-stamp $(PYSSM_VENV)/.stamp $(WEB)/node_modules/.stamp openss
 	HATCHWAY_PYSSM_PYTHON=$(abspath $(PYSSM_VENV))/bin/python \
 		$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.test-stamp openssh-server
+bench: $(VENV)/.test-stamp $(WEB)/node_modules/.stamp openssh-server chromium
 	$(VENV)/bin/python bench/protocol.py
 	$(VENV)/bin/python bench/port_forward.py
+	$(VENV)/bin/python bench/session.py
+	$(VENV)/bin/python bench/console.py
 
 clean:
 	rm -rf $(VENV) $(PYSSM_VENV) $(WEB)/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts
