@@ -231,6 +231,25 @@ def test_a_10_kb_paste_arrives_intact(stack, console):
     assert hashlib.sha256(text.encode()).hexdigest() in copied
 
 
+def test_a_paste_larger_than_the_send_buffer_waits_for_room(stack, console):
+    """10 MB is more than the session holds unacknowledged (8 MiB in the data channel and
+    1 MiB queued before it): the page sends what fits and the rest as the agent
+    acknowledges, in order."""
+    server, agent = stack
+    admin_sign_in(console, server)
+    console.connect(agent.instance_id)
+    text = "".join(f"{i:06d} " + "x" * 92 + "\n" for i in range(100_000))
+    assert len(text) > 9 * 1024 * 1024
+    console.type("stty -echo; echo big-paste-he''re; cat > /tmp/hw-big-paste.txt; ")
+    console.type("stty echo; echo big-cat-done\n")
+    console.wait_for("^big-paste-here$")
+    console.paste(text)
+    console.page.keyboard.press("Control+D")
+    console.wait_for("^big-cat-done$", timeout=120)
+    screen = console.run("sha256sum /tmp/hw-big-paste.txt; echo big-sum-done", "big-sum-done")
+    assert hashlib.sha256(text.encode()).hexdigest() in screen
+
+
 def test_a_cut_websocket_resumes_with_nothing_lost_or_repeated(stack, page):
     server, agent = stack
     with reverse_proxy(server.url) as (proxy, proxy_loop):

@@ -14,7 +14,6 @@ const RETRY_ATTEMPTS = 8;
 const FIRST_DELAY_MS = 200;
 const MAX_DELAY_MS = 5000;
 const OPEN_TIMEOUT_MS = 15000;
-const PASTE_WAIT_MS = 50;
 const DIM = "\x1b[2m";
 const RESET = "\x1b[0m";
 
@@ -51,6 +50,7 @@ export class TerminalTab {
     this.attempts = 0; // reconnection attempts since a frame last arrived
     this.exitCode = null;
     this.pasting = Promise.resolve();
+    this.wakeSender = null; // a paste waiting for room in the send buffer
     this.onEnd = () => {};
     this.onSessionId = () => {};
     this.term = new Terminal({
@@ -261,6 +261,11 @@ export class TerminalTab {
     }
     let event;
     while ((event = session.nextEvent())) this.handle(event);
+    if (this.wakeSender && (session.sendCapacity > 0 || this.ended)) {
+      const wake = this.wakeSender;
+      this.wakeSender = null;
+      wake();
+    }
     clearTimeout(this.timer);
     const due = session.nextTimeout();
     if (due !== null && due !== undefined && !this.ended) {
@@ -326,7 +331,8 @@ export class TerminalTab {
     while (offset < bytes.length && this.session && !this.ended) {
       const room = this.session.sendCapacity;
       if (room <= 0) {
-        await sleep(PASTE_WAIT_MS);
+        // The buffer is full until the agent acknowledges: flush() wakes us when it has.
+        await new Promise((resolve) => (this.wakeSender = resolve));
         continue;
       }
       const piece = bytes.subarray(offset, offset + room);
@@ -355,6 +361,7 @@ export class TerminalTab {
 
   stop() {
     clearTimeout(this.timer);
+    this.wakeSender?.(); // a paste waiting for room gives up: the session is over
     this.socket?.close(1000);
     this.socket = null;
     this.onEnd();
