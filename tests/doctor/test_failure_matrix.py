@@ -21,7 +21,7 @@ from tests.certs import PrivateCA, self_signed
 from tests.doctor.conftest import World
 from tests.doctor.servers import CannedHttp, TlsServer
 from tests.proxy import ConnectProxy
-from tests.reverse_proxy import reverse_proxy
+from tests.reverse_proxy import WebSocketMode, reverse_proxy
 
 
 def problems(results: list[Result]) -> dict[str, tuple[str, str | None]]:
@@ -253,6 +253,14 @@ def test_a_reverse_proxy_that_strips_upgrade(world: World, proxy_factory: Any) -
     front = proxy_factory(_port(world.server.url), strip_upgrade=True)
     results = run_checks(world.settings(endpoint_url=front.url))
     assert problems(results) == {"websocket.upgrade": ("fail", "websocket.upgrade_failed")}
+
+
+def test_a_reverse_proxy_that_refuses_upgrade(world: World) -> None:
+    with reverse_proxy(world.server.url, mode=WebSocketMode.REFUSE) as (front, _):
+        results = run_checks(world.settings(endpoint_url=front.url))
+    assert problems(results) == {"websocket.upgrade": ("fail", "websocket.upgrade_failed")}
+    upgrade = next(r for r in results if r.id == "websocket.upgrade")
+    assert "403" in upgrade.evidence
 
 
 # --- credentials and SigV4 ------------------------------------------------------------------
