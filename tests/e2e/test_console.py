@@ -5,6 +5,7 @@ Screenshots go to test-artifacts/ for a reviewer to look at."""
 from __future__ import annotations
 
 import hashlib
+import json
 import pathlib
 import re
 import ssl
@@ -62,8 +63,11 @@ class Console:
         self.page = page
         self.url = url.rstrip("/") + "/console/"
 
-    def sign_in(self, key_id, secret):
+    def sign_in(self, key_id, secret, screenshot=None):
         self.page.goto(self.url)
+        self.page.wait_for_selector("#sign-in-view:not([hidden])")
+        if screenshot:
+            self.screenshot(screenshot)
         self.page.fill("input[name=accessKeyId]", key_id)
         self.page.fill("input[name=secretAccessKey]", secret)
         self.page.click("#sign-in button[type=submit]")
@@ -136,7 +140,7 @@ def test_sign_in_connect_and_run_a_command(stack, console):
         ResourceId=agent.instance_id,
         Tags=[{"Key": "env", "Value": "ci"}],
     )
-    admin_sign_in(console, server)
+    console.sign_in(*server.admin_keys(), screenshot="console-sign-in.png")
     row = console.page.locator(f"tr[data-instance-id='{agent.instance_id}']")
     assert "Online" in row.inner_text() and "env=ci" in row.inner_text()
     console.page.fill("#node-search", "env=ci")
@@ -178,6 +182,35 @@ def test_sign_in_connect_and_run_a_command(stack, console):
     console.page.wait_for_selector("#sign-in-view:not([hidden])")
     console.page.reload()
     console.page.wait_for_selector("#sign-in-view:not([hidden])")  # the cookie is gone
+
+
+def test_a_user_signs_in_with_a_console_password_and_sessions_are_theirs(stack, console):
+    server, agent = stack
+    iam = server.client("iam")
+    iam.create_user(UserName="carol")
+    iam.create_login_profile(UserName="carol", Password="Correct-Horse-9")
+    iam.put_user_policy(
+        UserName="carol",
+        PolicyName="sessions",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "ssm:*", "Resource": "*"}],
+            }
+        ),
+    )
+    console.page.goto(console.url)
+    console.page.click("#sign-in [data-method=password]")
+    console.page.fill("input[name=userName]", "carol")
+    console.page.fill("input[name=password]", "Correct-Horse-9")
+    console.page.click("#sign-in button[type=submit]")
+    console.page.wait_for_selector("button.connect:not([disabled])", timeout=WAIT_MS)
+    assert console.page.locator("#who").inner_text() == "carol"
+    console.connect(agent.instance_id)
+    console.run("echo carol-was-here", "carol-was-here")
+    (session,) = server.client().describe_sessions(State="Active")["Sessions"]
+    assert session["Owner"].endswith(":user/carol")
+    assert session["SessionId"].startswith("carol-")
 
 
 def server_account(server):
