@@ -36,7 +36,13 @@ from aiohttp import WSMsgType, web
 from sqlalchemy import delete, select
 
 from ..aws import json11
-from ..aws.errors import AccessDeniedException, AwsError, ValidationException, _error
+from ..aws.errors import (
+    AccessDeniedException,
+    AwsError,
+    RequestEntityTooLarge,
+    ValidationException,
+    _error,
+)
 from .iam.admin import check_password
 from .iam.principals import Principal, PrincipalKind
 from .keystore import KeystoreError
@@ -300,7 +306,7 @@ class Console:
             )
         prefix, operation = json11.split_target(target)
         service = self._services[prefix]
-        params = json11.parse_body(await request.read())
+        params = await _json(request)
         principal = await self._principal(state, session)
         call = self._call_for(request, principal, service.signing_name)
         outcome = "ok"
@@ -425,5 +431,9 @@ def _check_origin(request: web.Request) -> None:
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
-    body = await request.read()
+    """The request's JSON object, or the AWS error for what is wrong with it."""
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise RequestEntityTooLarge("The request body is larger than the server accepts") from None
     return json11.parse_body(body)

@@ -142,6 +142,25 @@ def test_another_origin_is_refused(server):
     assert response.json()["__type"] == "AccessDeniedException"
 
 
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ("{not json", "SerializationException"),
+        ("[1, 2]", "SerializationException"),
+        ("x" * (2 * 1024 * 1024), "RequestEntityTooLargeException"),
+    ],
+)
+def test_bad_bodies_get_aws_errors(server, body, error):
+    session, csrf = admin(server)
+    response = session.post(
+        f"{server.url}/console/api/call",
+        data=body,
+        headers={"X-Amz-Target": "AmazonSSM.DescribeSessions", "X-CSRF-Token": csrf},
+    )
+    assert response.json()["__type"] == error
+    assert session.get(f"{server.url}/console/api/me").status_code == 200  # still serving
+
+
 def test_only_the_consoles_operations_can_be_called(server):
     session, csrf = admin(server)
     response = call(session, server, "AmazonSSM.CreateActivation", {"IamRole": "x"}, csrf)
