@@ -13,7 +13,7 @@ HOME_DIR ?= .hatchway
 PYTEST_ARGS ?=
 WEB := hatchway/web
 
-.PHONY: help run test lint bench clean openssh-server chromium
+.PHONY: help run test lint bench clean openssh-server chromium postgresql
 
 help:
 	@echo "make run    - server plus a local agent on 127.0.0.1:8080 (home: $(HOME_DIR))"
@@ -48,6 +48,11 @@ chromium:
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-noto-color-emoji; }
 
+# The PostgreSQL tests start their own server from Debian's binaries (tests/postgres.py).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql; }
+
 # The tests and bench/port_forward.py run a real sshd on loopback; Debian ships it apart
 # from the ssh client. Checked on every run (cheap), installed only when missing.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -62,7 +67,8 @@ lint: $(VENV)/.test-stamp
 	$(VENV)/bin/ruff check hatchway tests bench
 	$(VENV)/bin/mypy
 
-test: $(VENV)/.test-stamp $(PYSSM_VENV)/.stamp $(WEB)/node_modules/.stamp openssh-server chromium lint
+test: $(VENV)/.test-stamp $(PYSSM_VENV)/.stamp $(WEB)/node_modules/.stamp openssh-server chromium \
+		postgresql lint
 	cd $(WEB) && npm test
 	HATCHWAY_PYSSM_PYTHON=$(abspath $(PYSSM_VENV))/bin/python \
 		$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
