@@ -230,6 +230,9 @@ class _PendingHandshake:
 
     actions: list[ProcessedClientAction | None]
     errors: list[str]
+    # The agent's random challenge from the KMSEncryption action, which we bind into the
+    # data key's encryption context and acknowledge (data-channel.md §4.5).
+    challenge: str | None = None
 
 
 class ClientSession:
@@ -343,7 +346,15 @@ class ClientSession:
         """Answer KmsDataKeyNeeded with GenerateDataKey's result and turn encryption on."""
         self._require({ClientState.AWAITING_DATA_KEY}, "provide a data key")
         cipher = SessionCipher(plaintext, Role.CLIENT)  # checks the key length first
-        result = {"KMSCipherTextKey": b64encode(ciphertext_blob), "KMSCipherTextHash": None}
+        result: JsonObject = {
+            "KMSCipherTextKey": b64encode(ciphertext_blob),
+            "KMSCipherTextHash": None,
+        }
+        assert self._pending is not None
+        if self._pending.challenge is not None:
+            # The data key is bound to the agent's challenge: agents that require it
+            # (Kms.RequireKMSChallengeResponse) check this.
+            result["ChallengeAcknowledgement"] = True
         answer = ProcessedClientAction(ActionType.KMS_ENCRYPTION, ActionStatus.SUCCESS, result)
         self._finish_kms(answer, None, now)
         # From here the agent encrypts its output and expects ours encrypted (§4.4 step 2).
@@ -418,6 +429,9 @@ class ClientSession:
                 processed = self._session_type_action(action, pending.errors)
             elif action.action_type == ActionType.KMS_ENCRYPTION:
                 key_id, processed = self._kms_action(action, key_id, pending.errors)
+                challenge = action.parameters.get("Challenge")
+                if isinstance(challenge, str) and challenge:
+                    pending.challenge = challenge
             elif action.action_type in _OPTIONAL_ACTIONS:
                 processed = ProcessedClientAction(action.action_type, ActionStatus.SUCCESS)
             else:
@@ -437,6 +451,8 @@ class ClientSession:
             assert key_id is not None
             self._move(ClientState.AWAITING_DATA_KEY)
             context = {"aws:ssm:SessionId": self.session_id, "aws:ssm:TargetId": self.target}
+            if pending.challenge is not None:
+                context["aws:ssm:RandomChallenge"] = pending.challenge
             self._events.append(KmsDataKeyNeeded(key_id, context))
         else:
             self._send_handshake_response(now)

@@ -1,5 +1,6 @@
 """``start-session`` run as a real process against the fake control plane and peer."""
 
+import base64
 import os
 import signal
 import ssl
@@ -134,13 +135,19 @@ def test_kms_session_encrypts_and_prints_the_customer_message(explicit_endpoint)
     operations = service.operations()
     assert operations == ["AmazonSSM.StartSession", "TrentService.GenerateDataKey"]
     key_request = service.calls[1][1]
+    # The fake agent offers a random challenge; the data key is bound to it.
     assert key_request == {
         "KeyId": "alias/session-key",
         "NumberOfBytes": 64,
-        "EncryptionContext": {"aws:ssm:SessionId": "sess-1", "aws:ssm:TargetId": TARGET},
+        "EncryptionContext": {
+            "aws:ssm:SessionId": "sess-1",
+            "aws:ssm:TargetId": TARGET,
+            "aws:ssm:RandomChallenge": base64.b64encode(session.challenge).decode(),
+        },
     }
     assert session.channel.cipher is not None
     assert session.responses[0].kms_ciphertext_key in session.kms_keys
+    assert session.responses[0].challenge_acknowledged
 
 
 def test_channel_closed_with_output_is_shown_like_the_plugin():

@@ -198,6 +198,19 @@ def test_port_session_reports_its_properties():
     assert started == SessionStarted("Port", properties, "3.3.987.0", "", handshake=True)
 
 
+def test_kms_without_a_random_challenge_binds_and_acknowledges_none():
+    pair = Pair()
+    pair.agent_sends(shell_request(kms_key_id="alias/session"), PayloadType.HANDSHAKE_REQUEST)
+    needed = pair.events()[-1]
+    assert needed == KmsDataKeyNeeded(
+        "alias/session", {"aws:ssm:SessionId": "sess-1", "aws:ssm:TargetId": "i-0123456789abcdef0"}
+    )
+    pair.client.provide_data_key(b"blob", DATA_KEY, pair.now)
+    (response,) = pair.to_agent()
+    result = json.loads(response.payload)["ProcessedClientActions"][1]["ActionResult"]
+    assert "ChallengeAcknowledgement" not in result
+
+
 def test_kms_handshake_challenge_and_encrypted_traffic():
     pair = Pair()
     challenge = os.urandom(16)
@@ -205,9 +218,14 @@ def test_kms_handshake_challenge_and_encrypted_traffic():
     pair.agent_sends(request, PayloadType.HANDSHAKE_REQUEST)
     assert pair.events() == [
         HandshakeStarted("3.3.987.0", "Standard_Stream", {}, "alias/session"),
+        # The agent's random challenge is bound into the data key (data-channel.md §4.5).
         KmsDataKeyNeeded(
             "alias/session",
-            {"aws:ssm:SessionId": "sess-1", "aws:ssm:TargetId": "i-0123456789abcdef0"},
+            {
+                "aws:ssm:SessionId": "sess-1",
+                "aws:ssm:TargetId": "i-0123456789abcdef0",
+                "aws:ssm:RandomChallenge": base64.b64encode(challenge).decode(),
+            },
         ),
     ]
     assert pair.client.state is ClientState.AWAITING_DATA_KEY
@@ -223,9 +241,11 @@ def test_kms_handshake_challenge_and_encrypted_traffic():
         "ActionResult": {
             "KMSCipherTextKey": base64.b64encode(blob).decode(),
             "KMSCipherTextHash": None,
+            "ChallengeAcknowledgement": True,
         },
         "Error": "",
     }
+    assert HandshakeResponse.from_json(response.payload).challenge_acknowledged
     assert body["Errors"] is None
     assert HandshakeResponse.from_json(response.payload).kms_ciphertext_key == blob
 

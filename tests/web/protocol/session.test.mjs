@@ -118,18 +118,18 @@ class Pair {
   }
 }
 
-test('the KMS handshake asks for a data key with the encryption context, then answers the challenge', async () => {
+test('the KMS handshake asks for a data key bound to the agent\'s random challenge, acknowledges it, then answers the challenge', async () => {
   const pair = new Pair();
   const [started, needed] = await pair.startKms();
   assert.deepEqual({ ...started }, { type: 'handshakeStarted', agentVersion: '3.3.987.0', sessionType: 'Standard_Stream', properties: {}, kmsKeyId: 'alias/session' });
   assert.deepEqual(
     { ...needed, encryptionContext: { ...needed.encryptionContext } },
-    { type: 'kmsDataKeyNeeded', keyId: 'alias/session', encryptionContext: { 'aws:ssm:SessionId': 'sess-1', 'aws:ssm:TargetId': 'i-0123456789abcdef0' } },
+    { type: 'kmsDataKeyNeeded', keyId: 'alias/session', encryptionContext: { 'aws:ssm:SessionId': 'sess-1', 'aws:ssm:TargetId': 'i-0123456789abcdef0', 'aws:ssm:RandomChallenge': 'AAAA' } },
   );
   assert.ok(Object.isFrozen(needed));
   const response = pair.wire.find((m) => m.payloadType === PayloadType.HANDSHAKE_RESPONSE);
   const kms = JSON.parse(text(response.payload)).ProcessedClientActions[1];
-  assert.deepEqual(kms, { ActionType: 'KMSEncryption', ActionStatus: 1, ActionResult: { KMSCipherTextKey: 'YmxvYg==', KMSCipherTextHash: null }, Error: '' });
+  assert.deepEqual(kms, { ActionType: 'KMSEncryption', ActionStatus: 1, ActionResult: { KMSCipherTextKey: 'YmxvYg==', KMSCipherTextHash: null, ChallengeAcknowledgement: true }, Error: '' });
 });
 
 test('frames passed to receive without awaiting are processed in order, decrypted in stream order', async () => {

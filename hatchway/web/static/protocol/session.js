@@ -307,6 +307,8 @@ export class ClientSession {
       this._require([S.AWAITING_DATA_KEY], 'provide a data key');
       const cipher = await SessionCipher.create(toBytes(plaintext, 'data key'), Role.CLIENT, this._random);
       const result = { KMSCipherTextKey: base64Encode(toBytes(ciphertextBlob, 'ciphertext blob')), KMSCipherTextHash: null };
+      // Agents that require it (Kms.RequireKMSChallengeResponse) check this.
+      if (this._pendingHandshake?.challenge) result.ChallengeAcknowledgement = true;
       this._finishKms(processedAction(ActionType.KMS_ENCRYPTION, ActionStatus.SUCCESS, result), null, now);
       // From here the agent encrypts its output and expects ours encrypted (§4.4 step 2).
       this._cipher = cipher;
@@ -446,6 +448,10 @@ export class ClientSession {
         processed = this._sessionTypeAction(action, pending.errors);
       } else if (action.actionType === ActionType.KMS_ENCRYPTION) {
         [keyId, processed] = kmsAction(action, keyId, pending.errors);
+        // The agent's random challenge: bound into the data key's encryption context
+        // and acknowledged (data-channel.md §4.5).
+        const challenge = action.parameters?.Challenge;
+        if (typeof challenge === 'string' && challenge) pending.challenge = challenge;
       } else if (OPTIONAL_ACTIONS.has(action.actionType)) {
         processed = processedAction(action.actionType, ActionStatus.SUCCESS);
       } else {
@@ -465,7 +471,11 @@ export class ClientSession {
     );
     if (pending.actions.includes(null)) {
       this._move(S.AWAITING_DATA_KEY);
-      const encryptionContext = Object.freeze({ 'aws:ssm:SessionId': this.sessionId, 'aws:ssm:TargetId': this.targetId });
+      const encryptionContext = Object.freeze({
+        'aws:ssm:SessionId': this.sessionId,
+        'aws:ssm:TargetId': this.targetId,
+        ...(pending.challenge ? { 'aws:ssm:RandomChallenge': pending.challenge } : {}),
+      });
       this._events.push(event('kmsDataKeyNeeded', { keyId, encryptionContext }));
     } else {
       this._sendHandshakeResponse(now);
