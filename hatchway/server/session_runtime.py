@@ -125,7 +125,11 @@ class SessionRuntime:
 
     async def on_task_complete(self, session_id: str, status: str, output: str) -> None:
         final = "Terminated" if status == "Success" else "Failed"
-        await finish_session(self.state, session_id, final, now_utc(), output)
+        if not await finish_session(self.state, session_id, final, now_utc(), output):
+            # Already in history: ended from the API or a limit, or a result sent twice (the
+            # official agent reports a failed session twice). The first one counted.
+            log.debug("repeated session result", extra={"session_id": session_id})
+            return
         await self.relay.close_session(session_id, output)
         log.info(
             "session complete",

@@ -148,6 +148,43 @@ def test_agent_task_complete_ends_the_session(ssm, node, loop_thread):
     assert "something broke" in history[0]["Details"]
 
 
+def test_a_result_sent_twice_counts_once(ssm, node, loop_thread, caplog):
+    """The official agent reports a failed session twice: the first result stands, and the
+    session is completed (and logged) once."""
+    from hatchway.protocol import AgentMessage
+
+    session_id = ssm.start_session(Target=node.instance_id)["SessionId"]
+    for output in ("first reason", "second reason"):
+        payload = {
+            "SchemaVersion": 1,
+            "TaskId": session_id,
+            "Topic": "agent_task_complete",
+            "FinalTaskStatus": "Failed",
+            "Output": output,
+            "InstanceId": node.instance_id,
+        }
+        message = AgentMessage(
+            message_type="agent_task_complete",
+            created_date=int(time.time() * 1000),
+            payload=json.dumps(payload).encode(),
+        )
+        with caplog.at_level("INFO", logger="hatchway.server.sessions"):
+            assert loop_thread.run(node.channel.send(message))
+            node.wait_for(
+                lambda m, message=message: m.message_type == MessageType.AGENT_TASK_ACKNOWLEDGE
+                and json.loads(m.payload)["MessageId"] == str(message.message_id)
+            )
+    for _ in range(100):
+        history = ssm.describe_sessions(State="History")["Sessions"]
+        if history:
+            break
+        time.sleep(0.05)
+    (session,) = history
+    assert session["Details"] == "first reason"
+    completed = [r for r in caplog.records if r.getMessage() == "session complete"]
+    assert len(completed) == 1
+
+
 def test_describe_sessions_filters_and_pages(ssm, node):
     ids = [ssm.start_session(Target=node.instance_id)["SessionId"] for _ in range(7)]
     seen, token = [], None
