@@ -88,6 +88,15 @@ class CannedHttp(_Listener):
         self.response = response
         super().__init__()
 
+    @classmethod
+    def answering(cls, status: str, body: bytes, **headers: str) -> CannedHttp:
+        """An HTTP/1.1 ``status`` answer with ``body``, its length and ``Connection:
+        close``; ``headers`` with underscores for dashes (``Content_Type=…``)."""
+        lines = [f"HTTP/1.1 {status}"]
+        lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
+        lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+        return cls("\r\n".join(lines).encode() + body)
+
     def handle(self, conn: socket.socket) -> None:
         data = b""
         while b"\r\n\r\n" not in data:

@@ -64,13 +64,7 @@ def test_a_port_that_never_answers(world: World) -> None:
 
 def test_a_gateway_that_answers_502(world: World) -> None:
     body = b"<html>502 Bad Gateway</html>"
-    answer = (
-        b"HTTP/1.1 502 Bad Gateway\r\nServer: nginx\r\nContent-Length: "
-        + str(len(body)).encode()
-        + b"\r\nConnection: close\r\n\r\n"
-        + body
-    )
-    with CannedHttp(answer) as gateway:
+    with CannedHttp.answering("502 Bad Gateway", body, Server="nginx") as gateway:
         results = run_checks(world.settings(endpoint_url=f"http://127.0.0.1:{gateway.port}"))
     assert problems(results) == {"http.endpoint": ("fail", "upstream.error")}
     evidence = {r.id: r.evidence for r in results}["http.endpoint"]
@@ -378,13 +372,8 @@ def test_stream_urls_on_another_host_are_checked_too(world: World) -> None:
 def test_a_bare_403_from_something_in_front(world: World) -> None:
     # As in support threads: "Server authentication failed: <UnauthorizedRequest>…".
     body = b'<UnauthorizedRequest xmlns=""><message>Forbidden.</message></UnauthorizedRequest>'
-    answer = (
-        b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/octet-stream\r\nContent-Length: "
-        + str(len(body)).encode()
-        + b"\r\nConnection: close\r\n\r\n"
-        + body
-    )
-    with CannedHttp(answer) as front:
+    answer = CannedHttp.answering("403 Forbidden", body, Content_Type="application/octet-stream")
+    with answer as front:
         results = run_checks(world.settings(endpoint_url=f"http://127.0.0.1:{front.port}"))
     assert problems(results) == {
         "auth.signature": ("fail", "upstream.error"),
