@@ -119,22 +119,29 @@ def test_resume_gives_a_fresh_token(ssm, node):
         ssm.resume_session(SessionId="admin-00000000000000000")
 
 
-def test_agent_task_complete_ends_the_session(ssm, node, loop_thread):
+def task_complete(session_id, instance_id, output, status="Failed"):
+    """The agent_task_complete an agent sends when a session ends."""
     from hatchway.protocol import AgentMessage
 
-    session_id = ssm.start_session(Target=node.instance_id)["SessionId"]
     payload = {
         "SchemaVersion": 1,
         "TaskId": session_id,
         "Topic": "agent_task_complete",
-        "FinalTaskStatus": "Failed",
-        "Output": "\n----------ERROR-------\nsomething broke",
-        "InstanceId": node.instance_id,
+        "FinalTaskStatus": status,
+        "Output": output,
+        "InstanceId": instance_id,
     }
-    message = AgentMessage(
+    return AgentMessage(
         message_type="agent_task_complete",
         created_date=int(time.time() * 1000),
         payload=json.dumps(payload).encode(),
+    )
+
+
+def test_agent_task_complete_ends_the_session(ssm, node, loop_thread):
+    session_id = ssm.start_session(Target=node.instance_id)["SessionId"]
+    message = task_complete(
+        session_id, node.instance_id, "\n----------ERROR-------\nsomething broke"
     )
     assert loop_thread.run(node.channel.send(message))
     ack = node.wait_for(lambda m: m.message_type == MessageType.AGENT_TASK_ACKNOWLEDGE)
@@ -151,28 +158,16 @@ def test_agent_task_complete_ends_the_session(ssm, node, loop_thread):
 def test_a_result_sent_twice_counts_once(ssm, node, loop_thread, caplog):
     """The official agent reports a failed session twice: the first result stands, and the
     session is completed (and logged) once."""
-    from hatchway.protocol import AgentMessage
-
     session_id = ssm.start_session(Target=node.instance_id)["SessionId"]
     for output in ("first reason", "second reason"):
-        payload = {
-            "SchemaVersion": 1,
-            "TaskId": session_id,
-            "Topic": "agent_task_complete",
-            "FinalTaskStatus": "Failed",
-            "Output": output,
-            "InstanceId": node.instance_id,
-        }
-        message = AgentMessage(
-            message_type="agent_task_complete",
-            created_date=int(time.time() * 1000),
-            payload=json.dumps(payload).encode(),
-        )
+        message = task_complete(session_id, node.instance_id, output)
         with caplog.at_level("INFO", logger="hatchway.server.sessions"):
             assert loop_thread.run(node.channel.send(message))
             node.wait_for(
-                lambda m, message=message: m.message_type == MessageType.AGENT_TASK_ACKNOWLEDGE
-                and json.loads(m.payload)["MessageId"] == str(message.message_id)
+                lambda m, message=message: (
+                    m.message_type == MessageType.AGENT_TASK_ACKNOWLEDGE
+                    and json.loads(m.payload)["MessageId"] == str(message.message_id)
+                )
             )
     for _ in range(100):
         history = ssm.describe_sessions(State="History")["Sessions"]
