@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .doctor.command import run_options  # already loaded: `hatchway doctor` is registered below
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -206,9 +207,7 @@ def agent_run(
     help="PEM bundle to trust for the server's TLS certificate.",
 )
 @click.option("--kms-endpoint", help="KMS for session keys; the server's endpoint by default.")
-@click.option("--timeout", default=5.0, show_default=True, help="Seconds for each network wait.")
-@click.option("--json", "as_json", is_flag=True, help="Print the results as a JSON list.")
-@click.option("--debug", is_flag=True, help="Explain each step on stderr (secrets hidden).")
+@run_options
 def agent_doctor(
     home: Path,
     ca_bundle: str | None,
@@ -226,8 +225,6 @@ def agent_doctor(
     from .doctor.checks import Credentials, Settings, from_wire, run_checks
     from .doctor.command import proxy_from_environment, report, with_debug
 
-    if timeout <= 0:
-        raise click.BadParameter("must be positive", param_hint="--timeout")
     try:
         identity = Identity.load(home)
     except IdentityError as exc:

@@ -9,11 +9,13 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from .results import Result, Status
+
+F = TypeVar("F", bound=Any)
 
 if TYPE_CHECKING:
     # The checks (cryptography, ssl) load when the command runs: `hatchway --help` stays quick.
@@ -185,6 +187,35 @@ def _debug(text: str) -> None:
     sys.stderr.flush()
 
 
+def run_options(command: F) -> F:
+    """--timeout, --json and --debug, shared by `hatchway doctor` and `agent doctor`."""
+    for option in reversed(
+        (
+            click.option(
+                "--timeout",
+                default=5.0,
+                show_default=True,
+                callback=_positive,
+                help="Seconds for each network wait.",
+            ),
+            click.option(
+                "--json", "as_json", is_flag=True, help="Print the results as a JSON list."
+            ),
+            click.option(
+                "--debug", is_flag=True, help="Explain each step on stderr (secrets hidden)."
+            ),
+        )
+    ):
+        command = option(command)
+    return command
+
+
+def _positive(context: click.Context, parameter: click.Parameter, value: float) -> float:
+    if value <= 0:
+        raise click.BadParameter("must be positive", context, parameter)
+    return value
+
+
 @click.command("doctor")
 @click.option("--endpoint-url", help="The server; else AWS_ENDPOINT_URL_SSM, AWS_ENDPOINT_URL…")
 @click.option("--target", help="A managed node to check: registered, online, its agent.")
@@ -197,9 +228,7 @@ def _debug(text: str) -> None:
 )
 @click.option("--region")
 @click.option("--profile")
-@click.option("--timeout", default=5.0, show_default=True, help="Seconds for each network wait.")
-@click.option("--json", "as_json", is_flag=True, help="Print the results as a JSON list.")
-@click.option("--debug", is_flag=True, help="Explain each step on stderr (secrets hidden).")
+@run_options
 def doctor(
     endpoint_url: str | None,
     target: str | None,
@@ -214,8 +243,6 @@ def doctor(
 ) -> None:
     """Find why connections fail: each layer from credentials to the target, with its
     cause and fix. Exit status 0 when every check passes, 1 when any fails."""
-    if timeout <= 0:
-        raise click.BadParameter("must be positive", param_hint="--timeout")
     settings = resolve_settings(
         endpoint_url=endpoint_url,
         region=region,
