@@ -173,7 +173,8 @@ def test_sign_in_connect_and_run_a_command(stack, console):
     console.run("echo second-tab", "second-tab")
     sessions = server.client().describe_sessions(State="Active")["Sessions"]
     assert len(sessions) == 2
-    assert {s["Owner"] for s in sessions} == {f"arn:aws:iam::{server_account(server)}:user/admin"}
+    admin = f"arn:aws:iam::{server.app_state().account}:user/admin"
+    assert {s["Owner"] for s in sessions} == {admin}
 
     console.type("exit 3\n")
     console.wait_for(r"Session admin-\S+ ended, exit code 3")
@@ -211,10 +212,6 @@ def test_a_user_signs_in_with_a_console_password_and_sessions_are_theirs(stack, 
     (session,) = server.client().describe_sessions(State="Active")["Sessions"]
     assert session["Owner"].endswith(":user/carol")
     assert session["SessionId"].startswith("carol-")
-
-
-def server_account(server):
-    return server.app_state().account
 
 
 def test_resize_changes_stty_size(stack, console):
