@@ -13,11 +13,12 @@ HOME_DIR ?= .hatchway
 PYTEST_ARGS ?=
 WEB := hatchway/web
 
-.PHONY: help run test lint bench clean openssh-server chromium postgresql
+.PHONY: help run test test-loaded lint bench clean openssh-server chromium postgresql
 
 help:
 	@echo "make run    - server plus a local agent on 127.0.0.1:8080 (home: $(HOME_DIR))"
 	@echo "make test   - every test, after installing what the tests need"
+	@echo "make test-loaded RUNS=3 - the suite RUNS times in a row with every core kept busy"
 	@echo "make lint   - ruff and mypy --strict on protocol/ and aws/"
 	@echo "make bench  - the benchmarks in bench/"
 
@@ -72,6 +73,12 @@ test: $(VENV)/.test-stamp $(PYSSM_VENV)/.stamp $(WEB)/node_modules/.stamp openss
 	cd $(WEB) && npm test
 	HATCHWAY_PYSSM_PYTHON=$(abspath $(PYSSM_VENV))/bin/python \
 		$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The suite on a busy machine: CPU-bound burners on every core while it runs RUNS times.
+RUNS ?= 3
+test-loaded: $(VENV)/.test-stamp $(PYSSM_VENV)/.stamp $(WEB)/node_modules/.stamp openssh-server \
+		chromium postgresql
+	HATCHWAY_PYSSM_PYTHON=$(abspath $(PYSSM_VENV))/bin/python bash tests/under_load.sh $(RUNS)
 
 bench: $(VENV)/.test-stamp $(WEB)/node_modules/.stamp openssh-server chromium
 	$(VENV)/bin/python bench/protocol.py
