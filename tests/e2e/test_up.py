@@ -3,9 +3,13 @@
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import pytest
 
 
 def test_up_prints_commands_that_work(tmp_path):
@@ -77,3 +81,43 @@ def test_up_prints_commands_that_work(tmp_path):
     finally:
         again.terminate()
         again.wait(30)
+
+
+def taken_port():
+    """A socket that holds a loopback port (listening, as another server would)."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    return holder
+
+
+@pytest.mark.parametrize("command", ["up", "server"])
+def test_a_taken_port_gets_one_line_that_says_how_to_choose_another(tmp_path, command):
+    with taken_port() as holder:
+        port = holder.getsockname()[1]
+        argv = [command, "--home", str(tmp_path), "--listen", f"127.0.0.1:{port}"]
+        result = subprocess.run(
+            [sys.executable, "-m", "hatchway", *argv],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert f"127.0.0.1:{port}" in lines[0] and "in use" in lines[0]
+    assert "--listen 127.0.0.1:" in lines[0]
+    if command == "up":
+        assert "make run LISTEN=127.0.0.1:" in lines[0]
+
+
+def test_make_run_passes_listen_on():
+    root = Path(__file__).parents[2]
+    result = subprocess.run(
+        ["make", "-n", "-C", str(root), "run", "LISTEN=127.0.0.1:8181"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "hatchway up --home .hatchway --listen 127.0.0.1:8181" in result.stdout
