@@ -25,12 +25,12 @@ help:
 
 $(VENV)/.run-stamp: pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e .
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[cli]'
 	@touch $@
 
 $(VENV)/.test-stamp: pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[test,postgres]'
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[test,postgres,cli]'
 	@touch $@ $(VENV)/.run-stamp
 
 $(PYSSM_VENV)/.stamp: Makefile
