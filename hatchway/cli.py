@@ -8,6 +8,7 @@ import errno
 import os
 import signal
 import socket
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
@@ -343,34 +344,33 @@ def activation_create(
     profile: str | None,
     debug: bool,
 ) -> None:
-    """Wrap CreateActivation; print ActivationId and ActivationCode."""
+    """Wrap CreateActivation; print ActivationId and ActivationCode. Exit status as the
+    AWS CLI's: 255 the server cannot be reached, 254 a service error, 253 configuration."""
     import json
     from datetime import datetime
 
     import botocore.exceptions
-    import botocore.session
 
-    session = botocore.session.Session(profile=profile)
-    try:
-        client = session.create_client("ssm", region_name=region, endpoint_url=endpoint_url)
-        if debug:
-            from .admin import explain_session
+    from .admin import NoEndpoint, admin_client, failure_status
 
-            explain_session(session, client, "hatchway.activation")
-        params: dict[str, object] = {
-            "IamRole": iam_role,
-            "RegistrationLimit": registration_limit,
-            "Description": description,
-        }
-        if expires:
+    params: dict[str, object] = {
+        "IamRole": iam_role,
+        "RegistrationLimit": registration_limit,
+        "Description": description,
+    }
+    if expires:
+        try:
             params["ExpirationDate"] = datetime.fromisoformat(expires.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--expires") from None
+    try:
+        client = admin_client(
+            "ssm", profile=profile, region=region, endpoint_url=endpoint_url, debug=debug
+        )
         result = client.create_activation(**params)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--expires") from None
-    except botocore.exceptions.ClientError as exc:
-        raise click.ClickException(str(exc)) from None
-    except botocore.exceptions.BotoCoreError as exc:
-        raise click.ClickException(str(exc)) from None
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, NoEndpoint) as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(failure_status(exc))
     click.echo(json.dumps({k: result[k] for k in ("ActivationId", "ActivationCode")}, indent=2))
 
 
