@@ -10,13 +10,15 @@ PYSSM_CLIENT ?= pyssm-client==0.2.0
 # pyenv shims exist for every version but fail for ones not selected, so look in pyenv first.
 PY312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null))
 HOME_DIR ?= .hatchway
+# Where `make run` listens: make run LISTEN=127.0.0.1:8181 when 8080 is taken.
+LISTEN ?= 127.0.0.1:8080
 PYTEST_ARGS ?=
 WEB := hatchway/web
 
 .PHONY: help run test test-loaded lint bench clean openssh-server chromium postgresql
 
 help:
-	@echo "make run    - server plus a local agent on 127.0.0.1:8080 (home: $(HOME_DIR))"
+	@echo "make run    - server plus a local agent on $(LISTEN) (home: $(HOME_DIR); LISTEN=HOST:PORT)"
 	@echo "make test   - every test, after installing what the tests need"
 	@echo "make test-loaded RUNS=3 - the suite RUNS times in a row with every core kept busy"
 	@echo "make lint   - ruff and mypy --strict on protocol/ and aws/"
@@ -24,12 +26,12 @@ help:
 
 $(VENV)/.run-stamp: pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e .
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[cli]'
 	@touch $@
 
 $(VENV)/.test-stamp: pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[test,postgres]'
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[test,postgres,cli]'
 	@touch $@ $(VENV)/.run-stamp
 
 $(PYSSM_VENV)/.stamp: Makefile
@@ -62,7 +64,7 @@ openssh-server:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openssh-server openssh-client; }
 
 run: $(VENV)/.run-stamp $(WEB)/node_modules/.stamp
-	$(VENV)/bin/hatchway up --home $(HOME_DIR)
+	$(VENV)/bin/hatchway up --home $(HOME_DIR) --listen $(LISTEN)
 
 lint: $(VENV)/.test-stamp
 	$(VENV)/bin/ruff check hatchway tests bench

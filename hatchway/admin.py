@@ -1,9 +1,11 @@
 """``hatchway iam``: users, access keys, policies, tags and console passwords.
 
 The commands take the ``aws iam`` CLI's flags and print its JSON, and they call the
-server's IAM API with botocore, signed with your credentials (the profile, the environment,
-``--endpoint-url`` or ``AWS_ENDPOINT_URL_IAM``/``AWS_ENDPOINT_URL``), so the server checks
-each call against your policies. Exit statuses follow the AWS CLI: 254 for an error from
+server's IAM API with botocore, signed with your credentials, so the server checks each call
+against your policies. The server is ``--endpoint-url``, else ``AWS_ENDPOINT_URL_IAM``,
+``AWS_ENDPOINT_URL_SSM``, ``AWS_ENDPOINT_URL``, else the profile's ``endpoint_url``; with
+none of them the commands stop, so nothing goes to AWS's own endpoints by accident. Exit
+statuses follow the AWS CLI: 255 when the server cannot be reached, 254 for an error from
 the service, 253 for missing credentials or configuration, 252 for bad arguments.
 """
 
@@ -11,15 +13,85 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-SERVICE_ERROR, CONFIGURATION_ERROR, INVALID_ARGUMENTS = 254, 253, 252
+TRANSPORT_ERROR, SERVICE_ERROR, CONFIGURATION_ERROR, INVALID_ARGUMENTS = 255, 254, 253, 252
+
+# Where each admin command's service finds the server, after --endpoint-url and before the
+# profile: its own variable where AWS has one, then the SSM one start-session uses.
+ENDPOINT_VARIABLES = {
+    "iam": ("AWS_ENDPOINT_URL_IAM", "AWS_ENDPOINT_URL_SSM", "AWS_ENDPOINT_URL"),
+    "ssm": ("AWS_ENDPOINT_URL_SSM", "AWS_ENDPOINT_URL"),
+}
+
+
+class NoEndpoint(Exception):
+    """No Hatchway endpoint is configured: botocore would call AWS's own."""
+
+    def __init__(self, service: str) -> None:
+        variables = ", ".join(ENDPOINT_VARIABLES[service])
+        super().__init__(
+            f"no Hatchway endpoint is configured, so nothing was sent (botocore would call "
+            f"AWS's own {service} endpoint): pass --endpoint-url URL, or set one of {variables} "
+            "(as `hatchway up` prints it), or endpoint_url in the profile."
+        )
+
+
+def admin_endpoint(
+    service: str, flag: str | None, environ: Mapping[str, str], profile_config: Mapping[str, Any]
+) -> str:
+    """The Hatchway server for an admin command, or NoEndpoint."""
+    if flag:
+        return flag
+    for name in ENDPOINT_VARIABLES[service]:
+        if environ.get(name):
+            return environ[name]
+    configured = profile_config.get("endpoint_url")
+    if isinstance(configured, str) and configured:
+        return configured
+    raise NoEndpoint(service)
+
+
+def admin_client(
+    service: str,
+    *,
+    profile: str | None,
+    region: str | None,
+    endpoint_url: str | None,
+    debug: bool,
+    default_region: str | None = None,
+) -> Any:
+    """A botocore client for ``service`` pointed at the Hatchway server (never AWS's)."""
+    import botocore.session
+
+    session = botocore.session.Session(profile=profile)
+    url = admin_endpoint(service, endpoint_url, os.environ, session.get_scoped_config())
+    region = region or session.get_config_variable("region") or default_region
+    client = session.create_client(service, region_name=region, endpoint_url=url)
+    if debug:
+        explain_session(session, client, f"hatchway.{'iam' if service == 'iam' else 'activation'}")
+    return client
+
+
+def failure_status(exc: Exception) -> int:
+    """The AWS CLI's exit status for a botocore failure (or NoEndpoint)."""
+    import botocore.exceptions
+
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return SERVICE_ERROR
+    if isinstance(exc, botocore.exceptions.ParamValidationError):
+        return INVALID_ARGUMENTS
+    transport = (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)
+    if isinstance(exc, transport):
+        return TRANSPORT_ERROR  # refused, timed out, TLS, a proxy: the server was not reached
+    return CONFIGURATION_ERROR
 
 
 def _json_default(value: Any) -> str:
@@ -84,17 +156,15 @@ def connection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def iam_client(ctx: click.Context) -> Any:
-    import botocore.session
-
     options = ctx.params
-    session = botocore.session.Session(profile=options.get("profile"))
-    region = options.get("region") or session.get_config_variable("region") or "us-east-1"
-    client = session.create_client(
-        "iam", region_name=region, endpoint_url=options.get("endpoint_url")
+    return admin_client(
+        "iam",
+        profile=options.get("profile"),
+        region=options.get("region"),
+        endpoint_url=options.get("endpoint_url"),
+        debug=bool(options.get("debug")),
+        default_region="us-east-1",
     )
-    if options.get("debug"):
-        explain_session(session, client, "hatchway.iam")
-    return client
 
 
 def explain_session(session: Any, client: Any, name: str) -> None:
@@ -116,15 +186,9 @@ def call(ctx: click.Context, operation: str, **params: Any) -> None:
     try:
         client = iam_client(ctx)
         result = getattr(client, operation)(**{k: v for k, v in params.items() if v is not None})
-    except botocore.exceptions.ClientError as exc:
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, NoEndpoint) as exc:
         click.echo(f"\n{exc}", err=True)
-        ctx.exit(SERVICE_ERROR)
-    except botocore.exceptions.ParamValidationError as exc:
-        click.echo(f"\n{exc}", err=True)
-        ctx.exit(INVALID_ARGUMENTS)
-    except botocore.exceptions.BotoCoreError as exc:
-        click.echo(f"\n{exc}", err=True)
-        ctx.exit(CONFIGURATION_ERROR)
+        ctx.exit(failure_status(exc))
     result.pop("ResponseMetadata", None)
     if result:
         click.echo(json.dumps(result, indent=4, default=_json_default))
@@ -246,6 +310,6 @@ def set_console_password(
             click.echo(f"\n{exc}", err=True)
             ctx.exit(SERVICE_ERROR)
         call(ctx, "update_login_profile", UserName=user_name, Password=password)
-    except botocore.exceptions.BotoCoreError as exc:
+    except (botocore.exceptions.BotoCoreError, NoEndpoint) as exc:
         click.echo(f"\n{exc}", err=True)
-        ctx.exit(CONFIGURATION_ERROR)
+        ctx.exit(failure_status(exc))

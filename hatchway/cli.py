@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import os
 import signal
+import socket
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
@@ -19,6 +23,39 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit():
         raise click.BadParameter(f"{value!r} is not HOST:PORT")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def free_port_near(host: str, port: int) -> int:
+    """A port after ``port`` that ``host`` can bind now (0 when none of the next 100 can),
+    to suggest in place of a taken one."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for candidate in range(port + 1, min(port + 101, 65536)):
+        with socket.socket(family) as probe, contextlib.suppress(OSError):
+            probe.bind((host, candidate))
+            return candidate
+    return 0
+
+
+def listen_failure(exc: OSError, host: str, port: int, *, make_run: bool) -> click.ClickException:
+    """One line for a --listen address that cannot be bound, saying how to choose another."""
+    shown = f"[{host}]" if ":" in host else host
+    if exc.errno == errno.EADDRINUSE:
+        other = f"{shown}:{free_port_near(host, port)}"
+        hint = f"choose another with --listen {other}"
+        if make_run:
+            hint += f" (make run LISTEN={other})"
+        return click.ClickException(f"{shown}:{port} is already in use: {hint}.")
+    if exc.errno == errno.EACCES:
+        return click.ClickException(
+            f"no permission to listen on {shown}:{port} (ports below 1024 need root): choose "
+            f"another with --listen {shown}:8080."
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return click.ClickException(
+            f"{host} is not an address of this machine: choose another with --listen "
+            f"127.0.0.1:{port}."
+        )
+    return click.ClickException(f"cannot listen on {shown}:{port}: {exc.strerror or exc}.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,7 +105,10 @@ def server(
     )
     home.mkdir(parents=True, exist_ok=True)
     logs.setup(home / "logs", "server", json_lines=log_json)
-    asyncio.run(serve(config, lambda app, url: click.echo(describe_start(app, url), err=False)))
+    try:
+        asyncio.run(serve(config, lambda app, url: click.echo(describe_start(app, url))))
+    except OSError as exc:
+        raise listen_failure(exc, host, port, make_run=False) from None
 
 
 def _client_commands() -> None:
@@ -304,34 +344,33 @@ def activation_create(
     profile: str | None,
     debug: bool,
 ) -> None:
-    """Wrap CreateActivation; print ActivationId and ActivationCode."""
+    """Wrap CreateActivation; print ActivationId and ActivationCode. Exit status as the
+    AWS CLI's: 255 the server cannot be reached, 254 a service error, 253 configuration."""
     import json
     from datetime import datetime
 
     import botocore.exceptions
-    import botocore.session
 
-    session = botocore.session.Session(profile=profile)
-    try:
-        client = session.create_client("ssm", region_name=region, endpoint_url=endpoint_url)
-        if debug:
-            from .admin import explain_session
+    from .admin import NoEndpoint, admin_client, failure_status
 
-            explain_session(session, client, "hatchway.activation")
-        params: dict[str, object] = {
-            "IamRole": iam_role,
-            "RegistrationLimit": registration_limit,
-            "Description": description,
-        }
-        if expires:
+    params: dict[str, object] = {
+        "IamRole": iam_role,
+        "RegistrationLimit": registration_limit,
+        "Description": description,
+    }
+    if expires:
+        try:
             params["ExpirationDate"] = datetime.fromisoformat(expires.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--expires") from None
+    try:
+        client = admin_client(
+            "ssm", profile=profile, region=region, endpoint_url=endpoint_url, debug=debug
+        )
         result = client.create_activation(**params)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--expires") from None
-    except botocore.exceptions.ClientError as exc:
-        raise click.ClickException(str(exc)) from None
-    except botocore.exceptions.BotoCoreError as exc:
-        raise click.ClickException(str(exc)) from None
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, NoEndpoint) as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(failure_status(exc))
     click.echo(json.dumps({k: result[k] for k in ("ActivationId", "ActivationCode")}, indent=2))
 
 
@@ -347,4 +386,7 @@ def up(home: Path, listen: str) -> None:
     home = home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     logs.setup(home / "logs", "server", json_lines=False)
-    asyncio.run(run_until_signalled(lambda stop: run_up(home, host, port, stop)))
+    try:
+        asyncio.run(run_until_signalled(lambda stop: run_up(home, host, port, stop)))
+    except OSError as exc:
+        raise listen_failure(exc, host, port, make_run=True) from None

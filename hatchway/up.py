@@ -82,18 +82,34 @@ async def local_agent_identity(home: Path, url: str, region: str) -> Identity:
     return identity
 
 
+def command_path(name: str) -> str:
+    """How to run ``name`` from this installation: beside this Python (the virtualenv's
+    bin/, shown relative to the current folder when it is under it), else from PATH."""
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        return name
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(Path.cwd()))
+    return str(path)
+
+
 def connect_help(home: Path, url: str, region: str, target: str) -> str:
+    hatchway, aws = command_path("hatchway"), command_path("aws")
+    credentials = home / "credentials"
     return "\n".join(
         [
             "",
             f"Local agent registered as {target}.",
+            f"Web console: {url}/console/ (sign in with the access key and secret in "
+            f"{credentials})",
             "Connect from another terminal:",
-            f"  export AWS_SHARED_CREDENTIALS_FILE={home / 'credentials'}",
+            f"  export AWS_SHARED_CREDENTIALS_FILE={credentials}",
             f"  export AWS_ENDPOINT_URL={url} AWS_DEFAULT_REGION={region}",
-            f"  .venv/bin/hatchway start-session --target {target}",
-            "or with the AWS CLI, after putting the plugin on PATH:",
-            "  .venv/bin/hatchway install-plugin --dir ~/.local/bin",
-            f"  aws ssm start-session --target {target}",
+            f"  {hatchway} start-session --target {target}",
+            "or with the AWS CLI, once the plugin drop-in is on PATH:",
+            f"  {hatchway} install-plugin --dir ~/.local/bin",
+            '  export PATH="$HOME/.local/bin:$PATH"',
+            f"  {aws} ssm start-session --target {target}",
             "Ctrl-C stops the server and the agent.",
         ]
     )

@@ -55,8 +55,10 @@ class Credentials:
 @dataclass(frozen=True)
 class Settings:
     endpoint_url: str
-    region: str
+    region: str | None  # None: not configured; the server's /healthz may say it
     endpoint_source: str = "--endpoint-url"
+    # False when nothing named an endpoint and endpoint_url is AWS's default for the region.
+    endpoint_configured: bool = True
     credentials: Credentials | None = None
     credentials_problem: str = "no credentials were found in the chain"
     target: str | None = None
@@ -93,6 +95,22 @@ class _Endpoint:
         return host if self.port == default else f"{host}:{self.port}"
 
 
+# The host names of AWS's own Systems Manager and KMS endpoints (regional, FIPS, dual-stack,
+# China, and VPC interface endpoints, which carry the service's label). A Hatchway server on
+# EC2 (ec2-….compute.amazonaws.com) or behind an ELB (….elb.amazonaws.com) is not one.
+_AWS_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
+_AWS_SERVICE_LABELS = frozenset(
+    {"ssm", "ssm-fips", "ssmmessages", "ec2messages", "kms", "kms-fips", "iam", "sts"}
+)
+
+
+def is_aws_endpoint(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    if not host.endswith(_AWS_SUFFIXES):
+        return False
+    return any(label in _AWS_SERVICE_LABELS for label in host.split("."))
+
+
 def parse_endpoint(url: str) -> _Endpoint:
     """Raise ValueError, with a sentence a user can act on, for an unusable URL."""
     parts = urlsplit(url)
@@ -118,8 +136,10 @@ class Checkup:
     _describe: tuple[Response, Any] | None = None
     _data_channel_url: str | None = None  # where the server says StreamUrls point
     _stream_path: str | None = None
+    _healthz_region: str | None = None  # the region the server's /healthz names
 
     def __post_init__(self) -> None:
+        self.region = self.settings.region
         self.endpoint = parse_endpoint(self.settings.endpoint_url)
         self.proxy = parse_endpoint(self.settings.proxy_url) if self.settings.proxy_url else None
         self._proxy_headers = list(self.settings.proxy_headers)
@@ -156,9 +176,14 @@ class Checkup:
             last = "tls.certificate"
         if self.settings.stream_probe:
             return [*steps, ("websocket.upgrade", self.check_websocket, (last,))]
+        steps.append(("http.endpoint", self.check_http, (last,)))
+        signing: tuple[str, ...] = ("http.endpoint", "config.credentials")
+        if self.region is None:
+            # After http.endpoint, whose /healthz may name it; run even if that failed.
+            steps.append(("config.region", self.check_region, ()))
+            signing += ("config.region",)
         steps += [
-            ("http.endpoint", self.check_http, (last,)),
-            ("auth.signature", self.check_signature, ("http.endpoint", "config.credentials")),
+            ("auth.signature", self.check_signature, signing),
             ("websocket.upgrade", self.check_websocket, ("http.endpoint",)),
         ]
         if self.settings.kms_url:
@@ -206,11 +231,49 @@ class Checkup:
 
     def check_endpoint(self) -> Result:
         s = self.settings
+        if not s.endpoint_configured:
+            return failed(
+                "config.endpoint",
+                "endpoint.aws",
+                "no endpoint is set (--endpoint-url, AWS_ENDPOINT_URL_SSM, AWS_ENDPOINT_URL, the "
+                f"profile's endpoint_url), so clients would call AWS's own {s.endpoint_url}: "
+                "that is AWS Systems Manager, not a Hatchway server. Nothing was sent to it.",
+            )
+        if is_aws_endpoint(self.endpoint.host):
+            return failed(
+                "config.endpoint",
+                "endpoint.aws",
+                f"{s.endpoint_url} (from {s.endpoint_source}) is AWS's own endpoint, not a "
+                "Hatchway server. Nothing was sent to it.",
+            )
         via = f"; through the proxy {_hide_password(s.proxy_url)} ({s.proxy_source})"
+        region = f"region {s.region}" if s.region else "no region set (the server may say it)"
         return passed(
             "config.endpoint",
-            f"{s.endpoint_url} (from {s.endpoint_source}), region {s.region}"
+            f"{s.endpoint_url} (from {s.endpoint_source}), {region}"
             + (via if s.proxy_url else "; no proxy"),
+        )
+
+    def check_region(self) -> Result:
+        """Only when no region was configured: the one the server's /healthz names."""
+        if self._healthz_region:
+            self.region = self._healthz_region
+            return passed(
+                "config.region",
+                f"{self.region}, as the server's /healthz says (no --region, AWS_DEFAULT_REGION "
+                "or profile region was set)",
+            )
+        why = {
+            Status.PASS: "and the server's /healthz does not name one",
+            None: "and the server was not asked",
+        }.get(
+            self.results["http.endpoint"].status if "http.endpoint" in self.results else None,
+            "and the endpoint did not answer as a Hatchway server, so could not say",
+        )
+        return failed(
+            "config.region",
+            "region.unknown",
+            f"no region in --region, AWS_DEFAULT_REGION or the profile, {why}",
         )
 
     def check_credentials(self) -> Result:
@@ -488,10 +551,26 @@ class Checkup:
         answer: Any = None
         with contextlib.suppress(ValueError):
             answer = json.loads(response.body)
-        if not isinstance(answer, dict):
-            return passed("http.endpoint", evidence)
+        if not (
+            response.status == 200
+            and isinstance(answer, dict)
+            and answer.get("status") == "ok"
+            and "dataChannelUrl" in answer
+        ):
+            # Not Hatchway's answer: a web server, or a gateway that does not lead to it.
+            server = response.headers.get("server")
+            body = " ".join(response.body_text(600).split())[:200] or "no body"
+            return failed(
+                "http.endpoint",
+                "endpoint.not_hatchway",
+                f"{evidence}{f' (Server: {server})' if server else ''} is not a Hatchway "
+                f"server's answer: what answers at {self.endpoint.authority} is not Hatchway. "
+                f"It said: {body}",
+            )
         if isinstance(answer.get("dataChannelUrl"), str):
             self._data_channel_url = answer["dataChannelUrl"]
+        if isinstance(answer.get("region"), str):
+            self._healthz_region = answer["region"]
         seen = answer.get("host")
         if isinstance(seen, str) and seen.lower() != self.endpoint.authority.lower():
             # Nothing fails yet, but every signature will: SigV4 signs the Host header.
@@ -530,7 +609,7 @@ class Checkup:
             request,
             access_key_id=creds.access_key_id,
             secret_key=creds.secret_key,
-            region=self.settings.region,
+            region=self.region or "",
             service=service,
             now=now,
             security_token=creds.token,
@@ -603,7 +682,7 @@ class Checkup:
             return failed(
                 "auth.signature",
                 "auth.wrong_scope",
-                f"signed for region {self.settings.region} and service ssm; the server says: "
+                f"signed for region {self.region} and service ssm; the server says: "
                 f"{message.strip()}",
             )
         if code in (
@@ -637,7 +716,11 @@ class Checkup:
         """A signed Decrypt of a blob no key opens: any AWS answer but AccessDenied shows
         KMS is reachable and takes the node's signature."""
         assert self.settings.kms_url is not None
-        kms = Checkup(replace(self.settings, endpoint_url=self.settings.kms_url, kms_url=None))
+        kms = Checkup(
+            replace(
+                self.settings, endpoint_url=self.settings.kms_url, kms_url=None, region=self.region
+            )
+        )
         where = self.settings.kms_url
         try:
             kms._addresses = resolve(kms._first_hop.host, kms._first_hop.port, kms.settings.timeout)
@@ -695,6 +778,7 @@ class Checkup:
             replace(
                 self.settings,
                 endpoint_url=url,
+                region=self.region,
                 stream_probe=True,
                 data_channel_path=self._stream_path or DATA_CHANNEL_PATH,
             )

@@ -22,13 +22,16 @@ if TYPE_CHECKING:
     from .checks import Settings
 
 
+AWS_DEFAULT_SOURCE = "AWS's endpoint for the region"  # nothing named an endpoint
+
+
 def endpoint_source(flag: str | None, environ: Mapping[str, str], profile_has: bool) -> str:
     if flag:
         return "--endpoint-url"
     for name in ("AWS_ENDPOINT_URL_SSM", "AWS_ENDPOINT_URL"):
         if environ.get(name):
             return name
-    return "the profile's endpoint_url" if profile_has else "AWS's endpoint for the region"
+    return "the profile's endpoint_url" if profile_has else AWS_DEFAULT_SOURCE
 
 
 def resolve_settings(
@@ -47,13 +50,16 @@ def resolve_settings(
     import botocore.session  # type: ignore[import-untyped]
 
     from ..aws.explain import credential_source
-    from .checks import Credentials, Settings, parse_endpoint
+    from .checks import Credentials, Settings, is_aws_endpoint, parse_endpoint
 
     session = botocore.session.Session(profile=profile)
     try:
-        client = session.create_client("ssm", region_name=region, endpoint_url=endpoint_url)
-    except botocore.exceptions.NoRegionError:
-        raise click.UsageError("no region: pass --region or set AWS_DEFAULT_REGION") from None
+        region = region or session.get_config_variable("region") or None
+        # Without a region, botocore still tells where the endpoint is (a placeholder region
+        # only shapes AWS's default URL); the checks then ask the server's /healthz for it.
+        client = session.create_client(
+            "ssm", region_name=region or "us-east-1", endpoint_url=endpoint_url
+        )
     except (botocore.exceptions.BotoCoreError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
     resolved = str(client.meta.endpoint_url)
@@ -66,6 +72,7 @@ def resolve_settings(
     except botocore.exceptions.BotoCoreError:
         scoped = {}
     profile_has = bool(scoped.get("endpoint_url"))
+    source = endpoint_source(endpoint_url, environ, profile_has)
 
     credentials: Credentials | None = None
     problem = (
@@ -96,8 +103,11 @@ def resolve_settings(
             raise click.BadParameter(str(exc), param_hint="--proxy") from None
     return Settings(
         endpoint_url=resolved,
-        region=str(client.meta.region_name),
-        endpoint_source=endpoint_source(endpoint_url, environ, profile_has),
+        region=region,
+        endpoint_source=source,
+        # (botocore may also have found one where doctor does not look, such as [services])
+        endpoint_configured=source != AWS_DEFAULT_SOURCE
+        or not is_aws_endpoint(parse_endpoint(resolved).host),
         credentials=credentials,
         credentials_problem=problem,
         target=target,

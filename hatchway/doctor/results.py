@@ -78,6 +78,13 @@ CAUSES: dict[str, str] = {
     "runas.user_missing": "Create the RunAs user on the machine, or pick one that exists.",
     "upstream.error": "Something between here and the server (a load balancer, reverse "
     "proxy or gateway) answered instead of it: check that it can reach the server.",
+    "endpoint.aws": "Point doctor at the Hatchway server: --endpoint-url URL, or "
+    "AWS_ENDPOINT_URL (AWS_ENDPOINT_URL_SSM) as `hatchway up` and `hatchway server` print it.",
+    "endpoint.not_hatchway": "Check the endpoint URL's host and port: another program "
+    "answers there (a web server, or a proxy that does not lead to Hatchway). Hatchway's "
+    'GET /healthz answers {"status": "ok", ...}.',
+    "region.unknown": "Pass --region or set AWS_DEFAULT_REGION to the server's region (the "
+    "one `hatchway server` prints; us-east-1 unless it was given --region).",
 }
 
 

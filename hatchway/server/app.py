@@ -190,7 +190,8 @@ async def healthz(request: web.Request) -> web.Response:
     # Where StreamUrls will point, so doctor can check that host too; and the Host header
     # as it arrived, so doctor can tell a proxy that rewrites it (SigV4 signs it).
     base = data_channel_base(base_url(request, request.app[STATE].config))
-    return web.json_response({"status": "ok", "dataChannelUrl": base, "host": request.host})
+    answer = {"status": "ok", "dataChannelUrl": base, "host": request.host}
+    return web.json_response(answer | {"region": request.app[STATE].region})  # doctor reads it
 
 
 def create_app(config: ServerConfig) -> web.Application:

@@ -31,7 +31,11 @@ async def serve(
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, ssl_context=tls_context(config))
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()  # a taken port: close what startup opened, then say so
+        raise
     scheme = "https" if config.tls else "http"
     host = f"[{config.host}]" if ":" in config.host else config.host
     port = runner.addresses[0][1]  # the real one when --listen asked for port 0

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from hatchway.doctor.checks import is_aws_endpoint
 from tests.doctor.conftest import World
 from tests.proxy import ConnectProxy
 
@@ -156,3 +160,103 @@ def test_agent_doctor_goes_through_the_agents_proxy(world: World, tmp_path: Any)
     assert "through the proxy" in by_id["config.endpoint"]["evidence"]
     assert {r["status"] for r in by_id.values()} == {"pass", "warn"}  # warn: agent.logs
     assert f"hatchway.example:{port}" in " ".join(target for target, _ in proxy.tunnels)
+
+
+# --- doctor without configuration ----------------------------------------------------------
+
+
+def by_id(output: str) -> dict[str, dict[str, Any]]:
+    return {r["id"]: r for r in json.loads(output)}
+
+
+def test_no_region_is_taken_from_the_servers_healthz(world: World) -> None:
+    env = {k: v for k, v in world.server.env().items() if k != "AWS_DEFAULT_REGION"}
+    done = doctor(env, "--json", "--endpoint-url", world.server.url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = by_id(done.stdout)
+    assert results["config.region"]["status"] == "pass"
+    assert "us-east-1" in results["config.region"]["evidence"]
+    assert "/healthz" in results["config.region"]["evidence"]
+    assert results["auth.signature"]["status"] == "pass"
+
+
+@contextmanager
+def recording_proxy() -> Iterator[tuple[str, socket.socket]]:
+    """A listener to use as HTTPS_PROXY: a request for AWS would connect to it."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", listener
+
+
+def nothing_connected(listener: socket.socket) -> bool:
+    # doctor has exited: a connection it made would be waiting in the backlog now.
+    listener.setblocking(False)
+    try:
+        connection, _ = listener.accept()
+    except BlockingIOError:
+        return True
+    connection.close()
+    return False
+
+
+def test_a_region_and_no_endpoint_is_aws_and_said_so_without_calling_it(world: World) -> None:
+    env = {k: v for k, v in world.server.env().items() if k != "AWS_ENDPOINT_URL"}
+    with recording_proxy() as (proxy, listener):
+        done = doctor(env | {"HTTPS_PROXY": proxy}, "--json")
+        assert nothing_connected(listener)
+    assert done.returncode == 1
+    assert causes(done.stdout) == {"config.endpoint": "endpoint.aws"}
+    results = by_id(done.stdout)
+    evidence = results["config.endpoint"]["evidence"]
+    assert "https://ssm.us-east-1.amazonaws.com" in evidence
+    assert "not a Hatchway server" in evidence
+    assert results["config.credentials"]["status"] == "pass"  # what can run, runs
+    assert results["dns"]["status"] == "skip"
+
+
+def test_an_explicit_aws_endpoint_is_named_as_such(world: World) -> None:
+    with recording_proxy() as (proxy, listener):
+        done = doctor(
+            world.server.env() | {"HTTPS_PROXY": proxy},
+            "--json",
+            "--endpoint-url",
+            "https://ssm.eu-west-1.amazonaws.com",
+        )
+        assert nothing_connected(listener)
+    assert causes(done.stdout) == {"config.endpoint": "endpoint.aws"}
+    assert "AWS's own endpoint" in by_id(done.stdout)["config.endpoint"]["evidence"]
+
+
+def test_neither_region_nor_endpoint_is_two_findings_not_a_usage_error(world: World) -> None:
+    env = {
+        k: v
+        for k, v in world.server.env().items()
+        if k not in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION")
+    }
+    done = doctor(env, "--json")
+    assert done.returncode == 1, done.stderr
+    assert causes(done.stdout) == {
+        "config.endpoint": "endpoint.aws",
+        "config.region": "region.unknown",
+    }
+    assert "Traceback" not in done.stderr
+
+
+def test_aws_endpoints_are_told_from_hatchway_servers_on_aws() -> None:
+    for host in (
+        "ssm.us-east-1.amazonaws.com",
+        "ssm-fips.us-gov-west-1.amazonaws.com",
+        "ssm.cn-north-1.amazonaws.com.cn",
+        "ssm.us-east-1.api.aws",
+        "vpce-0123-abcd.ssm.eu-west-1.vpce.amazonaws.com",
+        "kms.eu-west-1.amazonaws.com",
+    ):
+        assert is_aws_endpoint(host), host
+    for host in (
+        "ec2-203-0-113-5.compute-1.amazonaws.com",
+        "hatchway-123.eu-west-1.elb.amazonaws.com",
+        "hatchway.example",
+        "127.0.0.1",
+    ):
+        assert not is_aws_endpoint(host), host

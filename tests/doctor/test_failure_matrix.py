@@ -8,8 +8,11 @@ import base64
 import datetime as dt
 import socket
 import ssl
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -375,8 +378,30 @@ def test_a_bare_403_from_something_in_front(world: World) -> None:
     answer = CannedHttp.answering("403 Forbidden", body, Content_Type="application/octet-stream")
     with answer as front:
         results = run_checks(world.settings(endpoint_url=f"http://127.0.0.1:{front.port}"))
-    assert problems(results) == {
-        "auth.signature": ("fail", "upstream.error"),
-        "websocket.upgrade": ("fail", "websocket.upgrade_failed"),
-    }
-    assert "Forbidden" in {r.id: r.evidence for r in results}["auth.signature"]
+    assert problems(results) == {"http.endpoint": ("fail", "endpoint.not_hatchway")}
+    assert "Forbidden" in {r.id: r.evidence for r in results}["http.endpoint"]
+
+
+def test_a_plain_web_server_is_not_hatchway_and_no_load_balancer_is_blamed(world: World) -> None:
+    with plain_web_server() as url:
+        results = run_checks(world.settings(endpoint_url=url))
+    assert problems(results) == {"http.endpoint": ("fail", "endpoint.not_hatchway")}
+    found = next(r for r in results if r.id == "http.endpoint")
+    assert "HTTP 404" in found.evidence and "is not Hatchway" in found.evidence
+    assert all("load balancer" not in f"{r.evidence} {r.fix}" for r in results)
+    statuses = {r.id: r.status for r in results}
+    assert statuses["auth.signature"] is statuses["websocket.upgrade"] is Status.SKIP
+
+
+@contextmanager
+def plain_web_server() -> Iterator[str]:
+    """Python's own http.server on loopback, as someone might have running on the port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SimpleHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
