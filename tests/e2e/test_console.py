@@ -4,6 +4,7 @@ Screenshots go to test-artifacts/ for a reviewer to look at."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import pathlib
@@ -47,7 +48,10 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1200, "height": 720}, ignore_https_errors=True)
+    # Device scale 1, as on most desktop monitors: thin strokes such as "_" are one pixel.
+    context = browser.new_context(
+        viewport={"width": 1200, "height": 720}, device_scale_factor=1, ignore_https_errors=True
+    )
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -385,3 +389,86 @@ def test_an_encrypted_session_through_webcrypto(stack, console):
     console.connect(agent.instance_id)
     screen = console.run("echo secret-$((6*7))")
     assert "This session is encrypted using AWS KMS." in screen
+
+
+def cell_pixels(console, text, artifact):
+    """The screenshot's pixels of the terminal row that shows exactly ``text``: one list of
+    luminances (0-255) per pixel row, from the row's top to its bottom, and the cell size.
+    The row is found in xterm's buffer; its place on the page is the terminal's screen
+    element divided into cells."""
+    box = console.page.evaluate(
+        """(text) => {
+            const tab = [...window.hatchway.tabs.values()].at(-1);
+            const term = tab.term, buffer = term.buffer.active;
+            const screen = tab.element.querySelector('.xterm-screen').getBoundingClientRect();
+            const width = screen.width / term.cols, height = screen.height / term.rows;
+            for (let y = buffer.viewportY; y < buffer.viewportY + term.rows; y++) {
+                if (buffer.getLine(y).translateToString(true) === text) {
+                    const row = y - buffer.viewportY;
+                    return {x: screen.x, y: screen.y + row * height, width, height};
+                }
+            }
+            return null;
+        }""",
+        text,
+    )
+    assert box is not None, f"{text!r} is not on the screen:\n{console.screen()}"
+    clip = {
+        "x": round(box["x"]),
+        "y": round(box["y"]),
+        "width": round(box["width"] * len(text)),
+        "height": round(box["height"]),
+    }
+    ARTIFACTS.mkdir(exist_ok=True)
+    png = console.page.screenshot(clip=clip, path=str(ARTIFACTS / artifact))
+    # Chromium decodes the PNG it made, so no imaging library is needed here.
+    rows = console.page.evaluate(
+        """async (b64) => {
+            const image = new Image();
+            image.src = 'data:image/png;base64,' + b64;
+            await image.decode();
+            const canvas = new OffscreenCanvas(image.width, image.height);
+            const context = canvas.getContext('2d');
+            context.drawImage(image, 0, 0);
+            const data = context.getImageData(0, 0, image.width, image.height).data;
+            const rows = [];
+            for (let y = 0; y < image.height; y++) {
+                const row = [];
+                for (let x = 0; x < image.width; x++) {
+                    const i = (y * image.width + x) * 4;
+                    row.push(Math.round((data[i] + data[i + 1] + data[i + 2]) / 3));
+                }
+                rows.push(row);
+            }
+            return rows;
+        }""",
+        base64.b64encode(png).decode(),
+    )
+    return rows, box["width"]
+
+
+def bright_run(rows, left, right):
+    """The longest run of lit pixels (the foreground on the dark terminal) on one pixel row
+    between columns ``left`` and ``right``."""
+    best = 0
+    for row in rows:
+        run = 0
+        for value in row[left:right]:
+            run = run + 1 if value > 128 else 0
+            best = max(best, run)
+    return best
+
+
+def test_underscores_show_at_device_scale_1(stack, console):
+    server, agent = stack
+    admin_sign_in(console, server)
+    console.connect(agent.instance_id)
+    console.run("echo snake_case_name; echo 'snake case name'")
+    console.screenshot("console-underscore.png")
+    underscored, width = cell_pixels(console, "snake_case_name", "console-underscore-row.png")
+    spaced, _ = cell_pixels(console, "snake case name", "console-space-row.png")
+    for column in (5, 10):  # the two underscores, between the letters
+        left, right = round(column * width), round((column + 1) * width)
+        # An underscore is a horizontal stroke across most of its cell, inside the row.
+        assert bright_run(underscored, left, right) >= (right - left) // 2, column
+        assert bright_run(spaced, left, right) == 0, column
