@@ -472,3 +472,33 @@ def test_underscores_show_at_device_scale_1(stack, console):
         # An underscore is a horizontal stroke across most of its cell, inside the row.
         assert bright_run(underscored, left, right) >= (right - left) // 2, column
         assert bright_run(spaced, left, right) == 0, column
+
+
+def test_on_a_390_px_screen_connect_is_in_view_and_opens_a_terminal(stack, console):
+    server, agent = stack
+    server.client().add_tags_to_resource(
+        ResourceType="ManagedInstance",
+        ResourceId=agent.instance_id,
+        Tags=[{"Key": "env", "Value": "ci"}, {"Key": "team", "Value": "platform-engineering"}],
+    )
+    width, height = 390, 844  # a phone held upright
+    console.page.set_viewport_size({"width": width, "height": height})
+    admin_sign_in(console, server)
+    console.screenshot("console-390-node-list.png")
+    button = console.page.locator(f"tr[data-instance-id='{agent.instance_id}'] button.connect")
+    box = button.bounding_box()
+    assert box is not None
+    assert 0 <= box["x"] and box["x"] + box["width"] <= width, box
+    assert 0 <= box["y"] and box["y"] + box["height"] <= height, box
+    # Nothing scrolls sideways, and the button is what a tap at its centre reaches.
+    assert console.page.evaluate("document.documentElement.scrollWidth") <= width
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    assert console.page.evaluate(
+        "([x, y]) => document.elementFromPoint(x, y)?.closest('button.connect') !== null",
+        [x, y],
+    )
+    console.page.mouse.click(x, y)  # where it is: no scrolling into view first
+    console.wait_for(r"[#$] $")
+    screen = console.run("echo narrow-$((6*7))")
+    assert re.search(r"^narrow-42$", screen, re.MULTILINE)
+    console.screenshot("console-390-terminal.png")
