@@ -183,10 +183,11 @@ class ConnectedNode:
 
         loop.run(start())
         # The server marks the node online once it has checked the channel's token.
-        for _ in range(500):
-            status = server.client().get_connection_status(Target=self.instance_id)["Status"]
-            if status == "connected":
-                break
+        deadline = time.monotonic() + 30
+        while server.client().get_connection_status(Target=self.instance_id)["Status"] != (
+            "connected"
+        ):
+            assert time.monotonic() < deadline, f"{self.instance_id} never showed connected"
             time.sleep(0.02)
 
     @property

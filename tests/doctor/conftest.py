@@ -63,10 +63,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         offline = ConnectedNode(server, loop)
         offline.close()
         ssm = server.client()
-        for _ in range(250):
-            status = ssm.get_connection_status(Target=offline.instance_id)["Status"]
-            if status == "notconnected":
-                break
+        deadline = time.monotonic() + 30
+        while ssm.get_connection_status(Target=offline.instance_id)["Status"] != "notconnected":
+            assert time.monotonic() < deadline, f"{offline.instance_id} never showed notconnected"
             time.sleep(0.02)
         iam = server.client("iam")
         iam.create_user(UserName="nobody")

@@ -43,6 +43,8 @@ def test_agent_serves_a_session_through_a_proxy(tmp_path, monkeypatch):
                 ):
                     break
                 loop.run(asyncio.sleep(0.05))
+            else:
+                raise AssertionError("the agent never connected through the proxy")
             env = server.env() | {"AWS_CA_BUNDLE": str(ca.path)}
             env.pop("HTTPS_PROXY", None)
             result = subprocess.run(

@@ -4,6 +4,7 @@ Screenshots go to test-artifacts/ for a reviewer to look at."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import pathlib
@@ -47,7 +48,10 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1200, "height": 720}, ignore_https_errors=True)
+    # Device scale 1, as on most desktop monitors: thin strokes such as "_" are one pixel.
+    context = browser.new_context(
+        viewport={"width": 1200, "height": 720}, device_scale_factor=1, ignore_https_errors=True
+    )
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -62,6 +66,7 @@ class Console:
     def __init__(self, page, url):
         self.page = page
         self.url = url.rstrip("/") + "/console/"
+        self.runs = 0
 
     def sign_in(self, key_id, secret, screenshot=None):
         self.page.goto(self.url)
@@ -100,10 +105,15 @@ class Console:
     def type(self, text):
         self.page.keyboard.type(text)
 
-    def run(self, command, marker):
-        """Type a command that prints ``marker`` when it is done; the screen then."""
-        self.type(command + "\n")
-        return self.wait_for(re.escape(marker) + r"\s*$")
+    def run(self, command):
+        """Type a command and return the screen once it has finished.
+
+        The shell prints a marker after the command's output. The marker is arithmetic the
+        shell does (``$((n+1))``), so the echoed command line never holds it: the wait ends
+        on the output, not on the echo."""
+        self.runs += 1
+        self.type(f"{command}; echo run-$(({self.runs}+1))-done\n")
+        return self.wait_for(rf"^run-{self.runs + 1}-done$")
 
     def paste(self, text):
         """A paste as the browser delivers it: a ClipboardEvent on xterm's textarea."""
@@ -151,7 +161,7 @@ def test_sign_in_connect_and_run_a_command(stack, console):
     console.screenshot("console-node-list.png")
 
     console.connect(agent.instance_id)
-    screen = console.run("echo marker-$((6*7)); printf '\\360\\237\\230\\200|wide\\n'", "wide")
+    screen = console.run("echo marker-$((6*7)); printf '\\360\\237\\230\\200|wide\\n'")
     assert "marker-42" in screen
     console.screenshot("console-terminal.png")
     # An emoji takes two cells, so the bar after it sits in the third.
@@ -170,7 +180,7 @@ def test_sign_in_connect_and_run_a_command(stack, console):
     # A second tab at the same time, and both sessions are the signed-in user's.
     console.page.click("#tabs [data-tab=nodes]")
     console.connect(agent.instance_id)
-    console.run("echo second-tab", "second-tab")
+    console.run("echo second-tab")
     sessions = server.client().describe_sessions(State="Active")["Sessions"]
     assert len(sessions) == 2
     admin = f"arn:aws:iam::{server.app_state().account}:user/admin"
@@ -208,25 +218,44 @@ def test_a_user_signs_in_with_a_console_password_and_sessions_are_theirs(stack, 
     console.page.wait_for_selector("button.connect:not([disabled])", timeout=WAIT_MS)
     assert console.page.locator("#who").inner_text() == "carol"
     console.connect(agent.instance_id)
-    console.run("echo carol-was-here", "carol-was-here")
+    console.run("echo carol-was-here")
     (session,) = server.client().describe_sessions(State="Active")["Sessions"]
     assert session["Owner"].endswith(":user/carol")
     assert session["SessionId"].startswith("carol-")
+
+
+def stty_size(console):
+    """The shell's idea of the terminal's size: (rows, cols)."""
+    screen = console.run("stty size")
+    rows, cols = re.findall(r"^(\d+) (\d+)$", screen, re.MULTILINE)[-1]
+    return int(rows), int(cols)
 
 
 def test_resize_changes_stty_size(stack, console):
     server, agent = stack
     admin_sign_in(console, server)
     console.connect(agent.instance_id)
-    before = console.run("stty size; echo size-done", "size-done")
+    first = stty_size(console)
     console.page.set_viewport_size({"width": 700, "height": 400})
-    console.page.wait_for_timeout(300)
-    after = console.run("clear; stty size; echo size-again", "size-again")
-    first = re.findall(r"^(\d+) (\d+)$", before, re.MULTILINE)[-1]
-    second = re.findall(r"^(\d+) (\d+)$", after, re.MULTILINE)[-1]
-    term = console.page.evaluate("[...window.hatchway.tabs.values()].at(-1).term.cols")
-    assert int(second[1]) == term
-    assert int(second[1]) < int(first[1]) and int(second[0]) < int(first[0])
+
+    def sizes():
+        """The shell's size, the page's terminal's size, and whether both agree and shrank."""
+        size = stty_size(console)
+        term = tuple(
+            console.page.evaluate(
+                "(() => { const t = [...window.hatchway.tabs.values()].at(-1).term;"
+                " return [t.rows, t.cols]; })()"
+            )
+        )
+        return size, term, size == term and size[0] < first[0] and size[1] < first[1]
+
+    # The page refits, then the agent resizes the pty: ask the shell until it has.
+    deadline = time.monotonic() + 30
+    size, term, done = sizes()
+    while not done and time.monotonic() < deadline:
+        size, term, done = sizes()
+    assert size == term
+    assert size[0] < first[0] and size[1] < first[1]
 
 
 def test_a_10_kb_paste_arrives_intact(stack, console):
@@ -238,12 +267,12 @@ def test_a_10_kb_paste_arrives_intact(stack, console):
     assert len(text) > 10 * 1024
     # The quotes keep the echoed command line from matching before cat really runs.
     console.type("stty -echo; echo paste-he''re; cat > /tmp/hw-paste.txt; ")
-    console.type("stty echo; echo cat-done\n")
+    console.type("stty echo; echo cat-$((6*7))-done\n")
     console.wait_for("^paste-here$")
     console.paste(text)
     console.page.keyboard.press("Control+D")
-    console.wait_for("cat-done")
-    screen = console.run("sha256sum /tmp/hw-paste.txt; echo sum-done", "sum-done")
+    console.wait_for("^cat-42-done$")
+    screen = console.run("sha256sum /tmp/hw-paste.txt")
     assert hashlib.sha256(text.encode()).hexdigest() in screen
 
     # Copy: what is selected on the screen is what the clipboard gets.
@@ -271,12 +300,12 @@ def test_a_paste_larger_than_the_send_buffer_waits_for_room(stack, console):
     text = "".join(f"{i:06d} " + "x" * 92 + "\n" for i in range(100_000))
     assert len(text) > 9 * 1024 * 1024
     console.type("stty -echo; echo big-paste-he''re; cat > /tmp/hw-big-paste.txt; ")
-    console.type("stty echo; echo big-cat-done\n")
+    console.type("stty echo; echo big-cat-$((6*7))-done\n")
     console.wait_for("^big-paste-here$")
     console.paste(text)
     console.page.keyboard.press("Control+D")
-    console.wait_for("^big-cat-done$", timeout=120)
-    screen = console.run("sha256sum /tmp/hw-big-paste.txt; echo big-sum-done", "big-sum-done")
+    console.wait_for("^big-cat-42-done$", timeout=120)
+    screen = console.run("sha256sum /tmp/hw-big-paste.txt")
     assert hashlib.sha256(text.encode()).hexdigest() in screen
 
 
@@ -286,10 +315,11 @@ def test_a_cut_websocket_resumes_with_nothing_lost_or_repeated(stack, page):
         console = Console(page, proxy.url)
         admin_sign_in(console, server)
         console.connect(agent.instance_id)
-        console.type("for i in $(seq 1 400); do echo line-$i; sleep 0.01; done; echo loop-done\n")
+        console.type("for i in $(seq 1 400); do echo line-$i; sleep 0.01; done; ")
+        console.type("echo loop-$((6*7))-done\n")
         console.wait_for(r"^line-50$")
         proxy_loop.run(proxy.cut())
-        screen = console.wait_for(r"^loop-done$", timeout=60)
+        screen = console.wait_for(r"^loop-42-done$", timeout=60)
     assert "Trying to open session (Retrying. Attempt #1)" in screen
     numbers = [int(n) for n in re.findall(r"^line-(\d+)$", screen, re.MULTILINE)]
     assert numbers == list(range(1, 401))
@@ -342,7 +372,7 @@ def test_behind_a_tls_terminating_proxy_under_a_path_prefix(stack, page, tmp_pat
         (cookie,) = [c for c in cookies if c["name"] == "hatchway_console"]
         assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
         console.connect(agent.instance_id)
-        screen = console.run("echo through-the-proxy", "through-the-proxy")
+        screen = console.run("echo through-the-proxy")
         sockets = page.evaluate(
             "[...window.hatchway.tabs.values()].map((t) => t.socket && t.socket.url)"
         )
@@ -357,5 +387,119 @@ def test_an_encrypted_session_through_webcrypto(stack, console):
     admin_sign_in(console, server)
     console.page.select_option("#session-document", "Encrypted-Shell")
     console.connect(agent.instance_id)
-    screen = console.run("echo secret-$((6*7))", "secret-42")
+    screen = console.run("echo secret-$((6*7))")
     assert "This session is encrypted using AWS KMS." in screen
+
+
+def cell_pixels(console, text, artifact):
+    """The screenshot's pixels of the terminal row that shows exactly ``text``: one list of
+    luminances (0-255) per pixel row, from the row's top to its bottom, and the cell size.
+    The row is found in xterm's buffer; its place on the page is the terminal's screen
+    element divided into cells."""
+    box = console.page.evaluate(
+        """(text) => {
+            const tab = [...window.hatchway.tabs.values()].at(-1);
+            const term = tab.term, buffer = term.buffer.active;
+            const screen = tab.element.querySelector('.xterm-screen').getBoundingClientRect();
+            const width = screen.width / term.cols, height = screen.height / term.rows;
+            for (let y = buffer.viewportY; y < buffer.viewportY + term.rows; y++) {
+                if (buffer.getLine(y).translateToString(true) === text) {
+                    const row = y - buffer.viewportY;
+                    return {x: screen.x, y: screen.y + row * height, width, height};
+                }
+            }
+            return null;
+        }""",
+        text,
+    )
+    assert box is not None, f"{text!r} is not on the screen:\n{console.screen()}"
+    clip = {
+        "x": round(box["x"]),
+        "y": round(box["y"]),
+        "width": round(box["width"] * len(text)),
+        "height": round(box["height"]),
+    }
+    ARTIFACTS.mkdir(exist_ok=True)
+    png = console.page.screenshot(clip=clip, path=str(ARTIFACTS / artifact))
+    # Chromium decodes the PNG it made, so no imaging library is needed here.
+    rows = console.page.evaluate(
+        """async (b64) => {
+            const image = new Image();
+            image.src = 'data:image/png;base64,' + b64;
+            await image.decode();
+            const canvas = new OffscreenCanvas(image.width, image.height);
+            const context = canvas.getContext('2d');
+            context.drawImage(image, 0, 0);
+            const data = context.getImageData(0, 0, image.width, image.height).data;
+            const rows = [];
+            for (let y = 0; y < image.height; y++) {
+                const row = [];
+                for (let x = 0; x < image.width; x++) {
+                    const i = (y * image.width + x) * 4;
+                    row.push(Math.round((data[i] + data[i + 1] + data[i + 2]) / 3));
+                }
+                rows.push(row);
+            }
+            return rows;
+        }""",
+        base64.b64encode(png).decode(),
+    )
+    return rows, box["width"]
+
+
+def bright_run(rows, left, right):
+    """The longest run of lit pixels (the foreground on the dark terminal) on one pixel row
+    between columns ``left`` and ``right``."""
+    best = 0
+    for row in rows:
+        run = 0
+        for value in row[left:right]:
+            run = run + 1 if value > 128 else 0
+            best = max(best, run)
+    return best
+
+
+def test_underscores_show_at_device_scale_1(stack, console):
+    server, agent = stack
+    admin_sign_in(console, server)
+    console.connect(agent.instance_id)
+    console.run("echo snake_case_name; echo 'snake case name'")
+    console.screenshot("console-underscore.png")
+    underscored, width = cell_pixels(console, "snake_case_name", "console-underscore-row.png")
+    spaced, _ = cell_pixels(console, "snake case name", "console-space-row.png")
+    for column in (5, 10):  # the two underscores, between the letters
+        left, right = round(column * width), round((column + 1) * width)
+        # An underscore is a horizontal stroke across most of its cell, inside the row; a
+        # space (the same check's control) has none.
+        assert bright_run(underscored, left, right) >= (right - left) // 2, column
+        assert bright_run(spaced, left, right) < (right - left) // 2, column
+
+
+def test_on_a_390_px_screen_connect_is_in_view_and_opens_a_terminal(stack, console):
+    server, agent = stack
+    server.client().add_tags_to_resource(
+        ResourceType="ManagedInstance",
+        ResourceId=agent.instance_id,
+        Tags=[{"Key": "env", "Value": "ci"}, {"Key": "team", "Value": "platform-engineering"}],
+    )
+    width, height = 390, 844  # a phone held upright
+    console.page.set_viewport_size({"width": width, "height": height})
+    admin_sign_in(console, server)
+    console.screenshot("console-390-node-list.png")
+    button = console.page.locator(f"tr[data-instance-id='{agent.instance_id}'] button.connect")
+    box = button.bounding_box()
+    assert box is not None
+    assert 0 <= box["x"] and box["x"] + box["width"] <= width, box
+    assert 0 <= box["y"] and box["y"] + box["height"] <= height, box
+    # Nothing scrolls sideways, and the button is what a tap at its centre reaches.
+    assert console.page.evaluate("document.documentElement.scrollWidth") <= width
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    assert console.page.evaluate(
+        "([x, y]) => document.elementFromPoint(x, y)?.closest('button.connect') !== null",
+        [x, y],
+    )
+    console.page.mouse.click(x, y)  # where it is: no scrolling into view first
+    console.wait_for(r"[#$] $")
+    screen = console.run("echo narrow-$((6*7))")
+    assert re.search(r"^narrow-42$", screen, re.MULTILINE)
+    console.screenshot("console-390-terminal.png")

@@ -57,9 +57,9 @@ def test_ssh_through_a_session(stack, sshd):
     # The SSH session ended, and so did the Session Manager session that carried it
     # (ssh may exit before its ProxyCommand has finished, so allow it a moment).
     ssm = server.client()
-    for _ in range(100):
-        if not ssm.describe_sessions(State="Active")["Sessions"]:
-            break
+    deadline = time.monotonic() + 30
+    while ssm.describe_sessions(State="Active")["Sessions"]:
+        assert time.monotonic() < deadline, "the session outlived the SSH connection"
         time.sleep(0.1)
     statuses = [s["Status"] for s in ssm.describe_sessions(State="History")["Sessions"]]
     assert statuses == ["Terminated"], statuses

@@ -58,23 +58,35 @@ def spawn(argv, env, **kwargs):
     return child
 
 
+def wait_for_size(child, rows, cols, timeout=30.0):
+    """Ask the remote shell for its size until it is rows x cols: a resize travels from
+    the client to the agent's pty on its own, so one ``stty size`` may run before it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        child.sendline("stty size")
+        child.expect(r"(\d+) (\d+)\r\n")
+        size = (int(child.match.group(1)), int(child.match.group(2)))
+        if size == (rows, cols):
+            return
+        assert time.monotonic() < deadline, f"stty size still says {size}, not {(rows, cols)}"
+
+
 def test_interactive_shell_with_resize_ctrl_c_and_exit_code(stack, client_env):
     _, agent = stack
     child = spawn([*HATCHWAY, "start-session", "--target", agent.instance_id], client_env)
     try:
         child.expect("Starting session with SessionId")
         child.expect(PROMPT)  # a login shell may drop what is typed before its first prompt
-        child.sendline("stty size")
-        child.expect("24 80")
+        wait_for_size(child, 24, 80)
         child.setwinsize(40, 132)  # SIGWINCH to the client
-        time.sleep(0.2)
-        child.sendline("stty size")
-        child.expect("40 132")
-        child.sendline("sleep 30; echo not-$((0))interrupted")
-        time.sleep(0.5)
+        wait_for_size(child, 40, 132)
+        # The shell says when the sleep starts, so the Ctrl-C goes to a running sleep.
+        child.sendline("echo sleep-$((2+1)); sleep 30; echo not-$((0))interrupted")
+        child.expect("sleep-3\r\n")
         child.sendcontrol("c")  # reaches the remote foreground job; the session lives on
         child.sendline("echo still-$((1+1))")
-        child.expect("still-2", timeout=10)  # well before the sleep would have ended
+        # Uninterrupted, the sleep would have printed its line first.
+        child.expect("still-2", timeout=60)
         assert "not-0interrupted" not in child.before
         child.sendline("exit 5")
         child.expect(pexpect.EOF)

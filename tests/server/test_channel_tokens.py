@@ -9,6 +9,15 @@ from datetime import timedelta
 
 import aiohttp
 
+from hatchway.agent.datachannel import open_data_channel
+from hatchway.protocol import AgentMessage, MessageType, decode
+from tests.helpers import ConnectedNode
+
+# Both outcomes are events: the frame reaches the agent side, or the relay closes the
+# client's socket. This bound only ends a test that sees neither.
+ANSWER_TIMEOUT = 30.0
+CLOSED = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+
 
 def opening(token: str) -> str:
     return json.dumps(
@@ -21,39 +30,66 @@ def opening(token: str) -> str:
     )
 
 
-async def admitted(stream_url: str, token: str) -> bool:
-    """Open the client side of a data channel; True if the relay keeps it open."""
-    async with aiohttp.ClientSession() as http, http.ws_connect(stream_url) as ws:
-        await ws.send_str(opening(token))
-        try:
-            message = await ws.receive(timeout=1.0)
-        except TimeoutError:
-            return True  # nothing to say yet, and not closed: admitted
-        return message.type not in (
-            aiohttp.WSMsgType.CLOSE,
-            aiohttp.WSMsgType.CLOSED,
-            aiohttp.WSMsgType.CLOSING,
-        )
+async def admitted(stream_url: str, token: str, node: ConnectedNode) -> bool:
+    """Open the client side of a data channel with ``token``, the agent side as ``node``,
+    and send a frame from the client. True when the relay passes the frame to the agent
+    (it relays nothing before the token checks out); False when it closes the client's
+    socket instead."""
+    session_id = stream_url.split("/v1/data-channel/")[1].split("?")[0]
+    probe = AgentMessage(
+        message_type=MessageType.INPUT_STREAM_DATA,
+        created_date=int(time.time() * 1000),
+        payload=b"probe",
+    )
+    async with aiohttp.ClientSession() as http:
+        agent = await open_data_channel(http, node.identity, session_id, probe.created_date)
+        async with agent, http.ws_connect(stream_url) as client:
+            await client.send_str(opening(token))
+            await client.send_bytes(probe.encode())
+
+            async def relayed() -> bool:
+                async for frame in agent:
+                    if frame.type is aiohttp.WSMsgType.BINARY:
+                        if decode(frame.data).message_id == probe.message_id:
+                            return True
+                raise AssertionError("the relay closed the agent's side")
+
+            async def refused() -> bool:
+                while (await client.receive()).type not in CLOSED:
+                    pass  # what the agent side sends the client
+                return False
+
+            tasks = [asyncio.ensure_future(relayed()), asyncio.ensure_future(refused())]
+            done, pending = await asyncio.wait(
+                tasks, timeout=ANSWER_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in pending:
+                task.cancel()
+            if not done:
+                raise AssertionError(f"neither relayed nor refused in {ANSWER_TIMEOUT} s")
+            return done.pop().result()
 
 
 def test_a_token_opens_its_session_once(ssm, node):
     started = ssm.start_session(Target=node.instance_id)
-    assert asyncio.run(admitted(started["StreamUrl"], started["TokenValue"]))
-    assert not asyncio.run(admitted(started["StreamUrl"], started["TokenValue"]))  # replayed
+    assert asyncio.run(admitted(started["StreamUrl"], started["TokenValue"], node))
+    assert not asyncio.run(admitted(started["StreamUrl"], started["TokenValue"], node))  # replayed
 
 
 def test_a_token_for_another_session_is_refused(ssm, node):
     first = ssm.start_session(Target=node.instance_id)
     second = ssm.start_session(Target=node.instance_id)
-    assert not asyncio.run(admitted(second["StreamUrl"], first["TokenValue"]))
-    assert asyncio.run(admitted(second["StreamUrl"], second["TokenValue"]))
+    assert not asyncio.run(admitted(second["StreamUrl"], first["TokenValue"], node))
+    assert asyncio.run(admitted(second["StreamUrl"], second["TokenValue"], node))
 
 
 def test_an_expired_token_is_refused(server, ssm, node):
     server.set_config(token_lifetime=timedelta(milliseconds=200))
     started = ssm.start_session(Target=node.instance_id)
-    time.sleep(0.5)
-    assert not asyncio.run(admitted(started["StreamUrl"], started["TokenValue"]))
+    time.sleep(0.5)  # the client's token expires: its expiry was fixed when it was issued
+    # Tokens from now on live long enough to be redeemed on a busy machine (the agent's too).
+    server.set_config(token_lifetime=timedelta(minutes=5))
+    assert not asyncio.run(admitted(started["StreamUrl"], started["TokenValue"], node))
     # ResumeSession gives a fresh one, which works.
     resumed = ssm.resume_session(SessionId=started["SessionId"])
-    assert asyncio.run(admitted(resumed["StreamUrl"], resumed["TokenValue"]))
+    assert asyncio.run(admitted(resumed["StreamUrl"], resumed["TokenValue"], node))

@@ -90,10 +90,12 @@ def test_hatchway_server_command(tmp_path):
         with urllib.request.urlopen(url + "/healthz", timeout=5) as response:
             assert response.status == 200
         assert raw_post(RunningServer(url=url, home=home), b'{"State":"Active"}')[0] == 200
-        for _ in range(100):
+        deadline = time.monotonic() + 30
+        while True:
             lines = (home / "logs" / "server.log").read_text().splitlines()
             if any("DescribeSessions" in line for line in lines):
                 break
+            assert time.monotonic() < deadline, "the call never reached the server's log"
             time.sleep(0.05)
         events = [json.loads(line) for line in lines]
         call = next(e for e in events if e["message"] == "AmazonSSM.DescribeSessions")

@@ -128,9 +128,11 @@ function ago(epochSeconds) {
   return new Date(epochSeconds * 1000).toLocaleString();
 }
 
-function cell(row, text, className) {
+// ``label`` names the cell where the table's header is not shown (a narrow screen).
+function cell(row, text, className, label) {
   const td = row.insertCell();
   if (className) td.className = className;
+  if (label) td.dataset.label = label;
   if (text !== undefined) td.textContent = text;
   return td;
 }
@@ -153,10 +155,11 @@ function renderNodes() {
     status.className = `status ${node.PingStatus}`;
     status.textContent = node.PingStatus;
     cell(row).append(status);
-    cell(row, [node.PlatformName, node.PlatformVersion].filter(Boolean).join(" ") || node.PlatformType);
-    cell(row, node.IPAddress || "");
-    cell(row, ago(node.LastPingDateTime));
-    const tagCell = cell(row);
+    const platform = [node.PlatformName, node.PlatformVersion].filter(Boolean).join(" ");
+    cell(row, platform || node.PlatformType, undefined, "Platform");
+    cell(row, node.IPAddress || "", undefined, "IP address");
+    cell(row, ago(node.LastPingDateTime), undefined, "Last ping");
+    const tagCell = cell(row, undefined, "tags", "Tags");
     for (const [key, value] of Object.entries(node.Tags || {})) {
       const tag = document.createElement("span");
       tag.className = "tag";
@@ -170,7 +173,7 @@ function renderNodes() {
     connect.disabled = node.PingStatus !== "Online";
     connect.title = connect.disabled ? "The node is not connected." : `Open a shell on ${node.InstanceId}`;
     connect.addEventListener("click", () => openTerminal(node));
-    cell(row).append(connect);
+    cell(row, undefined, "actions").append(connect);
   }
   if (!shown.length) {
     const row = body.insertRow();

@@ -58,6 +58,9 @@ export class TerminalTab {
       cursorBlink: true,
       fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, monospace',
       fontSize: 14,
+      // At line height 1 the underscore of DejaVu Sans Mono 14px is drawn outside its row
+      // and does not show at device scale 1 (snake_case read "snake case").
+      lineHeight: 1.2,
       scrollback: 10000,
       theme: { background: "#0d1117" },
     });
