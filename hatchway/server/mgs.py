@@ -93,6 +93,7 @@ class MessageGateway:
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self._forget_own_channels()
         self._heartbeat = asyncio.create_task(self._keep_pings_fresh())
 
     async def close(self) -> None:
@@ -114,6 +115,16 @@ class MessageGateway:
             await asyncio.sleep(HEARTBEAT_SECONDS)
             if self.channels:
                 await self._mark(list(self.channels), connected=True)
+
+    async def _forget_own_channels(self) -> None:
+        """A new process holds no control channels yet: the nodes a crashed predecessor of
+        this server node marked as connected to it are not, until they reconnect."""
+        async with self.state.db() as db, db.begin():
+            await db.execute(
+                update(ManagedInstance)
+                .where(ManagedInstance.connected_to == self.state.config.node_name)
+                .values(connected_to=None)
+            )
 
     async def _mark(self, instance_ids: list[str], *, connected: bool) -> None:
         values: dict[str, Any] = {
