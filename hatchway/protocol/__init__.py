@@ -17,6 +17,7 @@ from .message import (
     decode,
     message_id_from_wire,
     message_id_to_wire,
+    peek_message_type,
 )
 from .payloads import (
     Acknowledge,
@@ -67,4 +68,5 @@ __all__ = [
     "decode",
     "message_id_from_wire",
     "message_id_to_wire",
+    "peek_message_type",
 ]

@@ -175,6 +175,18 @@ def message_id_from_wire(wire: bytes) -> uuid.UUID:
     return uuid.UUID(bytes=wire[8:] + wire[:8])
 
 
+def peek_message_type(data: bytes | bytearray | memoryview) -> str:
+    """The MessageType of an encoded message, read from its header alone (it is never
+    encrypted); "" when ``data`` is too short to hold one or the field is not ASCII."""
+    if len(data) < 4 + MESSAGE_TYPE_LENGTH:
+        return ""
+    field_bytes = bytes(data[4 : 4 + MESSAGE_TYPE_LENGTH]).strip(b"\x00").strip()
+    try:
+        return field_bytes.decode("ascii")
+    except UnicodeDecodeError:
+        return ""
+
+
 def decode(data: bytes | bytearray | memoryview) -> AgentMessage:
     """Parse one AgentMessage, validating it the way the reference client does.
 

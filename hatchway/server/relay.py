@@ -34,6 +34,7 @@ from ..protocol import (
 )
 from . import tokens
 from .auth import authenticate
+from .client_frames import for_client
 from .iam.principals import PrincipalKind
 from .mgs import SIGNING_NAME, token_response, xml_error
 from .state import ServerState
@@ -287,6 +288,8 @@ class Relay:
             log.info("data channel closed", extra={"session_id": session_id, "role": role})
 
     async def _forward(self, pairing: Pairing, role: str, frame: bytes) -> None:
+        if role == "agent" and not for_client(frame):
+            return  # agent_session_state and the like are for the service, not the client
         pairing.last_activity = time.monotonic()
         peer = pairing.peer(role)
         target = peer.ws
