@@ -119,6 +119,7 @@ class Relay:
         self.limits: dict[str, Limits] = {}
         self.on_expired: list[Callable[[str, str], Awaitable[None]]] = []
         self._watchdog: asyncio.Task[None] | None = None
+        self._hang_ups: set[asyncio.Task[None]] = set()
 
     def set_limits(
         self,
@@ -333,13 +334,45 @@ class Relay:
             if side.ws is not None and not side.ws.closed:
                 with contextlib.suppress(ConnectionError, RuntimeError):
                     await side.ws.send_bytes(message)
-                    await side.ws.close()
+                    if side is pairing.client:
+                        await side.ws.close()
+                    else:
+                        self._hang_up_later(side.ws)
+
+    def _hang_up_later(self, ws: web.WebSocketResponse) -> None:
+        """Leave the closing of an agent's data channel to the agent, within a bound.
+
+        The official agent (amazon-ssm-agent, agent/session/communicator/websocketchannel.go,
+        the listener in ``WebSocketChannel.Open``) treats any read error, whatever the close
+        code, as a lost connection and calls ``OnError``, which reconnects through
+        ``getDataChannelToken`` in ``DataChannel.SetWebSocket`` (datachannel.go) until
+        CreateDataChannel answers "Session is already terminated"
+        (``getNonRetryableDataChannelErrors``). It stops quietly only when it closed the
+        socket itself first: on channel_closed (``handleChannelClosedMessage``) it cancels
+        the session, and the session plugin (sessionplugin.go, ``Execute``) then waits up to
+        2 s for its acks (``PrepareToCloseChannel``) and calls ``DataChannel.Close``."""
+        task = asyncio.create_task(self._hang_up(ws))
+        self._hang_ups.add(task)
+        task.add_done_callback(self._hang_up_done)
+
+    async def _hang_up(self, ws: web.WebSocketResponse) -> None:
+        await asyncio.sleep(self.state.config.agent_hangup_seconds)
+        if not ws.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.close(message=b"session ended")
+
+    def _hang_up_done(self, task: asyncio.Task[None]) -> None:
+        self._hang_ups.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("closing an agent's data channel failed", exc_info=task.exception())
 
     async def close_all(self) -> None:
         """Hang up every socket with 1001 (going away) and no channel_closed: the sessions
         live on, and their clients and agents reconnect to the server that comes next."""
         if self._watchdog is not None:
             self._watchdog.cancel()
+        for task in list(self._hang_ups):
+            task.cancel()
         for pairing in list(self.pairings.values()):
             for side in (pairing.client, pairing.agent):
                 if side.ws is not None and not side.ws.closed:

@@ -2,6 +2,7 @@
 is given only what clients understand, and an agent is left to hang up itself."""
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -50,6 +51,88 @@ def test_a_client_is_not_given_agent_session_state(ssm, node):
                 seen.append(decode(frame.data).message_type)
             await client.close()
             await agent.close()
+            await client.close()
             return seen
 
     assert asyncio.run(scenario()) == [MessageType.OUTPUT_STREAM_DATA]
+
+
+async def open_agent_without_autoping(http, identity, session_id):
+    """The agent's side as open_data_channel opens it, but pongs reach the test."""
+    from hatchway.agent.api import connect_websocket, create_channel, websocket_url
+    from hatchway.agent.signing import signed_headers
+    from hatchway.protocol import OpenDataChannel
+
+    token = await create_channel(http, identity, "data", session_id)
+    path = f"/v1/data-channel/{session_id}?role=publish_subscribe"
+    headers = signed_headers(identity, "GET", identity.server_url + path, "ssmmessages")
+    ws = await connect_websocket(
+        http, websocket_url(identity.server_url, path), headers, autoping=False
+    )
+    opening = OpenDataChannel(token=token, client_instance_id=identity.instance_id)
+    await ws.send_str(opening.to_json().decode())
+    return ws
+
+
+async def until_connected(ssm, session_id):
+    """Until the relay has admitted both sides (the session shows Connected)."""
+    for _ in range(1500):
+        sessions = await asyncio.to_thread(ssm.describe_sessions, State="Active")
+        if any(
+            s["SessionId"] == session_id and s["Status"] == "Connected"
+            for s in sessions["Sessions"]
+        ):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{session_id} never showed Connected")
+
+
+def test_a_terminated_session_leaves_the_agent_to_close_its_data_channel(ssm, node):
+    """The official agent reconnects a data channel that the service closes (any close
+    code) and stops quietly only when it closed the channel itself: after channel_closed,
+    the relay waits for the agent to hang up."""
+    started = ssm.start_session(Target=node.instance_id)
+    session_id = started["SessionId"]
+
+    async def scenario() -> tuple[str, aiohttp.WSMsgType, int | None]:
+        async with aiohttp.ClientSession() as http:
+            agent = await open_agent_without_autoping(http, node.identity, session_id)
+            client = await open_client(http, started)
+            await until_connected(ssm, session_id)
+            await asyncio.to_thread(ssm.terminate_session, SessionId=session_id)
+            frame = await agent.receive(timeout=30)
+            assert frame.type == aiohttp.WSMsgType.BINARY, frame
+            closed = decode(frame.data).message_type
+            # Still open: a ping sent now is answered, with no close frame before the pong.
+            with contextlib.suppress(ConnectionResetError):  # when the relay hung up
+                await agent.ping(b"still there?")
+            answer = await agent.receive(timeout=30)
+            await agent.close()
+            await client.close()
+            return closed, answer.type, agent.close_code
+
+    closed, answer, close_code = asyncio.run(scenario())
+    assert closed == MessageType.CHANNEL_CLOSED
+    assert answer == aiohttp.WSMsgType.PONG
+    assert close_code == aiohttp.WSCloseCode.OK  # the agent's close, answered
+
+
+def test_an_agent_that_does_not_hang_up_is_closed_after_a_while(server, ssm, node):
+    server.set_config(agent_hangup_seconds=0.2)
+    started = ssm.start_session(Target=node.instance_id)
+    session_id = started["SessionId"]
+
+    async def scenario() -> list[aiohttp.WSMsgType]:
+        async with aiohttp.ClientSession() as http:
+            agent = await open_agent_without_autoping(http, node.identity, session_id)
+            client = await open_client(http, started)
+            await until_connected(ssm, session_id)
+            await asyncio.to_thread(ssm.terminate_session, SessionId=session_id)
+            seen = [(await agent.receive(timeout=30)).type]
+            while seen[-1] == aiohttp.WSMsgType.BINARY:
+                seen.append((await agent.receive(timeout=30)).type)
+            await agent.close()
+            await client.close()
+            return seen
+
+    assert asyncio.run(scenario()) == [aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.CLOSE]
