@@ -64,6 +64,11 @@ class MessageType(enum.StrEnum):
     # The official agent logs and ignores types it does not know.
     HATCHWAY_DIAGNOSE = "hatchway_diagnose"
     HATCHWAY_DIAGNOSE_RESULT = "hatchway_diagnose_result"
+    # An agent that (re)opens its control channel lists the sessions it still runs.
+    HATCHWAY_LIVE_SESSIONS = "hatchway_live_sessions"
+    # Data channel, server -> client: the session's agent went away or came back. Only
+    # for clients that asked for it (payloads.FEATURES_HEADER).
+    HATCHWAY_AGENT_PRESENCE = "hatchway_agent_presence"
 
 
 class PayloadType(enum.IntEnum):

@@ -25,12 +25,16 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..aws.errors import AccessDeniedException, AwsError
 from ..protocol import (
+    AGENT_PRESENCE_FEATURE,
+    FEATURES_HEADER,
     AgentMessage,
+    AgentPresence,
     ChannelClosed,
     Flags,
     MessageType,
     OpenDataChannel,
     ProtocolError,
+    parse_features,
 )
 from . import tokens
 from .auth import authenticate
@@ -69,6 +73,7 @@ class Side:
     pending: deque[bytes] = field(default_factory=deque)
     pending_bytes: int = 0
     dropped: int = 0
+    features: frozenset[str] = frozenset()  # FEATURES_HEADER of its upgrade request
 
     def queue(self, frame: bytes) -> None:
         if len(self.pending) >= PENDING_FRAMES or self.pending_bytes + len(frame) > PENDING_BYTES:
@@ -220,6 +225,8 @@ class Relay:
         role = await self._admit(ws, session_id, signed_by_node)
         if role is None:
             return ws
+        pairing = self.pairings[session_id]
+        pairing.side(role).features = parse_features(request.headers.get(FEATURES_HEADER, ""))
         await self._serve(ws, session_id, role)
         return ws
 
@@ -301,6 +308,25 @@ class Relay:
             await target.send_bytes(frame)  # waits while the peer's socket is full
         except (ConnectionError, RuntimeError):
             peer.queue(frame)
+
+    async def tell_clients(self, target: str, presence: AgentPresence) -> None:
+        """Tell the connected clients of ``target``'s sessions that asked for it (the
+        message is Hatchway's own: other clients would log it as invalid)."""
+        message = AgentMessage(
+            message_type=MessageType.HATCHWAY_AGENT_PRESENCE,
+            created_date=int(now_utc().timestamp() * 1000),
+            payload=presence.to_json(),
+        ).encode()
+        for pairing in list(self.pairings.values()):
+            ws = pairing.client.ws
+            if (
+                pairing.target == target
+                and AGENT_PRESENCE_FEATURE in pairing.client.features
+                and ws is not None
+                and not ws.closed
+            ):
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await ws.send_bytes(message)
 
     async def _set_status(self, session_id: str, status: str) -> None:
         async with self.state.db() as db, db.begin():

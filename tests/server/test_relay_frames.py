@@ -17,15 +17,19 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-async def open_client(http, started):
-    ws = await http.ws_connect(started["StreamUrl"])
+def opening_for(started):
     opening = {
         "MessageSchemaVersion": "1.0",
         "RequestId": str(uuid.uuid4()),
         "TokenValue": started["TokenValue"],
         "ClientId": str(uuid.uuid4()),
     }
-    await ws.send_str(json.dumps(opening))
+    return json.dumps(opening)
+
+
+async def open_client(http, started):
+    ws = await http.ws_connect(started["StreamUrl"])
+    await ws.send_str(opening_for(started))
     return ws
 
 
@@ -136,3 +140,43 @@ def test_an_agent_that_does_not_hang_up_is_closed_after_a_while(server, ssm, nod
             return seen
 
     assert asyncio.run(scenario()) == [aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.CLOSE]
+
+
+def test_only_a_client_that_asked_is_told_its_agent_went_away(ssm, node):
+    from hatchway.protocol import FEATURES_HEADER, AgentPresence, Presence
+
+    told = ssm.start_session(Target=node.instance_id)
+    plain = ssm.start_session(Target=node.instance_id)
+
+    async def scenario() -> tuple[AgentPresence, str]:
+        async with aiohttp.ClientSession() as http:
+            agents = [
+                await open_data_channel(http, node.identity, s["SessionId"], now_ms())
+                for s in (told, plain)
+            ]
+            asking = await http.ws_connect(
+                told["StreamUrl"], headers={FEATURES_HEADER: "agent_presence"}
+            )
+            await asking.send_str(opening_for(told))
+            other = await open_client(http, plain)
+            for started in (told, plain):
+                await until_connected(ssm, started["SessionId"])
+            await node.channel._ws.close()  # as when the agent dies
+            notice = await asking.receive(timeout=30)
+            presence = AgentPresence.from_json(decode(notice.data).payload)
+            output = AgentMessage(
+                message_type=MessageType.OUTPUT_STREAM_DATA,
+                created_date=now_ms(),
+                payload=b"hello",
+                payload_type=PayloadType.OUTPUT,
+            )
+            await agents[1].send_bytes(output.encode())
+            first = decode((await other.receive(timeout=30)).data).message_type
+            for ws in (asking, other, *agents):
+                await ws.close()
+            return presence, first
+
+    presence, first = node.loop.run(scenario())
+    assert (presence.state, presence.target) == (Presence.AWAY, node.instance_id)
+    assert presence.grace_seconds == 90.0
+    assert first == MessageType.OUTPUT_STREAM_DATA
