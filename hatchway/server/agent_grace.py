@@ -65,3 +65,9 @@ def sessions_it_lost(
         for session_id, started in active.items()
         if session_id not in live and started < opened
     )
+
+
+def unattended(nodes: Mapping[str, str | None]) -> list[str]:
+    """Of the nodes with open sessions (node -> the server node holding its control
+    channel, or None), those whose agent no server node hears from."""
+    return sorted(node for node, held_by in nodes.items() if held_by is None)

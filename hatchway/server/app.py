@@ -228,7 +228,7 @@ def create_app(config: ServerConfig) -> web.Application:
             state.extensions["sessions"] = runtime
             presence = AgentPresenceWatch(state, relay)
             gateway.watchers.append(presence)
-            presence.start()
+            await presence.start()
             await runtime.rearm_limits()
             try:
                 yield

@@ -15,12 +15,18 @@ from datetime import datetime
 from sqlalchemy import select
 
 from ..protocol import AgentPresence, Presence
-from .agent_grace import AgentGrace, gone_reason, restarted_reason, sessions_it_lost
+from .agent_grace import (
+    AgentGrace,
+    gone_reason,
+    restarted_reason,
+    sessions_it_lost,
+    unattended,
+)
 from .mgs import now_utc
 from .relay import Relay
 from .ssm.sessions import ACTIVE, finish_session
 from .state import ServerState
-from .storage.models import Session
+from .storage.models import ManagedInstance, Session
 
 log = logging.getLogger("hatchway.server.presence")
 
@@ -33,7 +39,13 @@ class AgentPresenceWatch:
         self._changed = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """After a start, the sessions left open whose node no server holds a control
+        channel for wait for their agent as if it had just gone away: an agent that died
+        while the server was down is noticed too."""
+        seconds = self.state.config.agent_grace_seconds
+        for instance_id in unattended(await self._nodes_with_sessions()):
+            self.grace.away(instance_id, time.monotonic(), seconds)
         self._timer = asyncio.create_task(self._end_the_overdue())
 
     async def close(self) -> None:
@@ -76,6 +88,10 @@ class AgentPresenceWatch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), timeout)
                 for instance_id, seconds in self.grace.expired(time.monotonic()):
+                    if instance_id not in unattended(await self._nodes_with_sessions()):
+                        # Back on another server node, or no session left to end.
+                        self.grace.forget(instance_id)
+                        continue
                     for session_id in await self._active_sessions(instance_id):
                         await self._end(session_id, gone_reason(instance_id, seconds))
                     self.grace.forget(instance_id)
@@ -83,6 +99,18 @@ class AgentPresenceWatch:
                 # A database hiccup must not end the watch: the deadlines wait for the next turn.
                 log.exception("ending the sessions of agents that went away failed")
                 await asyncio.sleep(1.0)
+
+    async def _nodes_with_sessions(self) -> dict[str, str | None]:
+        """The nodes with open sessions, and the server node holding each one's control
+        channel (None when none does)."""
+        async with self.state.db() as db:
+            rows = await db.execute(
+                select(ManagedInstance.instance_id, ManagedInstance.connected_to)
+                .join(Session, Session.target == ManagedInstance.instance_id)
+                .where(Session.status.in_(ACTIVE))
+                .distinct()
+            )
+            return {instance_id: connected_to for instance_id, connected_to in rows}
 
     async def _active_sessions(self, instance_id: str) -> dict[str, datetime]:
         async with self.state.db() as db:

@@ -123,7 +123,6 @@ def test_a_killed_agent_is_reported_at_once_and_its_session_ends_after_the_grace
             f"The agent on {agent.instance_id} went away; waiting up to {GRACE:g} s "
             "for it to come back.",
         )
-        assert session_named(server, session_id, "Active") is not None  # still waiting
         reason = f"The agent on {agent.instance_id} went away and did not come back within 3 s."
         client.wait_for("stderr", f"SessionId: {session_id} : {reason}")
         assert client.process.wait(30) == 255

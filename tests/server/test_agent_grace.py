@@ -6,6 +6,7 @@ from hatchway.server.agent_grace import (
     AgentGrace,
     gone_reason,
     sessions_it_lost,
+    unattended,
 )
 
 
@@ -64,3 +65,9 @@ def test_an_agent_that_comes_back_keeps_only_the_sessions_it_lists():
     # s-new started after the channel opened: the agent's list could not hold it yet.
     assert sessions_it_lost(active, ["s-live", "s-unknown"], opened) == ["s-lost"]
     assert sessions_it_lost(active, [], opened) == ["s-live", "s-lost"]
+
+
+def test_nodes_no_server_node_holds_are_unattended():
+    nodes = {"mi-2": None, "mi-1": None, "mi-3": "server-b"}
+    assert unattended(nodes) == ["mi-1", "mi-2"]
+    assert unattended({}) == []
