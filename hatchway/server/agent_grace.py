@@ -41,6 +41,11 @@ class AgentGrace:
     def is_away(self, target: str) -> bool:
         return target in self._away
 
+    def remaining(self, target: str, now: float) -> float | None:
+        """Seconds ``target``'s sessions still wait at ``now``; None when it is not away."""
+        entry = self._away.get(target)
+        return None if entry is None else max(0.0, entry[0] - now)
+
     def expired(self, now: float) -> list[tuple[str, float]]:
         """The nodes whose grace ran out by ``now``, with the grace they had. They stay
         here until ``forget``: ending their sessions may fail, and then it is tried again."""

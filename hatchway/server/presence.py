@@ -38,6 +38,7 @@ class AgentPresenceWatch:
         self.grace = AgentGrace()
         self._changed = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
+        relay.away_notice = self.away_notice
 
     async def start(self) -> None:
         """After a start, the sessions left open whose node no server holds a control
@@ -76,6 +77,11 @@ class AgentPresenceWatch:
         active = await self._active_sessions(instance_id)
         for session_id in sessions_it_lost(active, session_ids, opened):
             await self._end(session_id, restarted_reason(instance_id))
+
+    def away_notice(self, instance_id: str) -> AgentPresence | None:
+        """For a client that joins while its agent is away: how long is left."""
+        left = self.grace.remaining(instance_id, time.monotonic())
+        return None if left is None else AgentPresence(Presence.AWAY, instance_id, round(left))
 
     # --- the grace period -------------------------------------------------------------
 

@@ -125,6 +125,8 @@ class Relay:
         self.on_expired: list[Callable[[str, str], Awaitable[None]]] = []
         self._watchdog: asyncio.Task[None] | None = None
         self._hang_ups: set[asyncio.Task[None]] = set()
+        # Whether a session's agent is away, for a client that joins meanwhile (presence.py).
+        self.away_notice: Callable[[str], AgentPresence | None] = lambda target: None
 
     def set_limits(
         self,
@@ -278,6 +280,8 @@ class Relay:
             await previous.close(message=b"replaced by a newer connection")
         for frame in waiting:
             await ws.send_bytes(frame)
+        if role == "client" and (notice := self.away_notice(pairing.target)) is not None:
+            await self._tell(pairing, notice)
         if pairing.client.ws is not None and pairing.agent.ws is not None:
             await self._set_status(session_id, "Connected")
         log.info(
@@ -312,21 +316,20 @@ class Relay:
     async def tell_clients(self, target: str, presence: AgentPresence) -> None:
         """Tell the connected clients of ``target``'s sessions that asked for it (the
         message is Hatchway's own: other clients would log it as invalid)."""
-        message = AgentMessage(
-            message_type=MessageType.HATCHWAY_AGENT_PRESENCE,
-            created_date=int(now_utc().timestamp() * 1000),
-            payload=presence.to_json(),
-        ).encode()
         for pairing in list(self.pairings.values()):
-            ws = pairing.client.ws
-            if (
-                pairing.target == target
-                and AGENT_PRESENCE_FEATURE in pairing.client.features
-                and ws is not None
-                and not ws.closed
-            ):
-                with contextlib.suppress(ConnectionError, RuntimeError):
-                    await ws.send_bytes(message)
+            if pairing.target == target:
+                await self._tell(pairing, presence)
+
+    async def _tell(self, pairing: Pairing, presence: AgentPresence) -> None:
+        ws = pairing.client.ws
+        if AGENT_PRESENCE_FEATURE in pairing.client.features and ws is not None and not ws.closed:
+            message = AgentMessage(
+                message_type=MessageType.HATCHWAY_AGENT_PRESENCE,
+                created_date=int(now_utc().timestamp() * 1000),
+                payload=presence.to_json(),
+            )
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.send_bytes(message.encode())
 
     async def _set_status(self, session_id: str, status: str) -> None:
         async with self.state.db() as db, db.begin():

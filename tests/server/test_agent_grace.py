@@ -71,3 +71,11 @@ def test_nodes_no_server_node_holds_are_unattended():
     nodes = {"mi-2": None, "mi-1": None, "mi-3": "server-b"}
     assert unattended(nodes) == ["mi-1", "mi-2"]
     assert unattended({}) == []
+
+
+def test_what_remains_of_the_wait():
+    grace = AgentGrace()
+    assert grace.remaining("mi-1", now=0.0) is None
+    grace.away("mi-1", now=10.0, seconds=60)
+    assert grace.remaining("mi-1", now=40.0) == 30.0
+    assert grace.remaining("mi-1", now=100.0) == 0.0

@@ -180,3 +180,28 @@ def test_only_a_client_that_asked_is_told_its_agent_went_away(ssm, node):
     assert (presence.state, presence.target) == (Presence.AWAY, node.instance_id)
     assert presence.grace_seconds == 90.0
     assert first == MessageType.OUTPUT_STREAM_DATA
+
+
+def test_a_client_that_joins_while_the_agent_is_away_is_told_too(ssm, node):
+    from hatchway.protocol import FEATURES_HEADER, AgentPresence, Presence
+
+    started = ssm.start_session(Target=node.instance_id)
+    node.close()  # the agent goes, and does not come back
+    for _ in range(1500):
+        if ssm.get_connection_status(Target=node.instance_id)["Status"] == "notconnected":
+            break
+        time.sleep(0.02)
+
+    async def scenario() -> AgentPresence:
+        async with aiohttp.ClientSession() as http:
+            client = await http.ws_connect(
+                started["StreamUrl"], headers={FEATURES_HEADER: "agent_presence"}
+            )
+            await client.send_str(opening_for(started))
+            notice = await client.receive(timeout=30)
+            await client.close()
+            return AgentPresence.from_json(decode(notice.data).payload)
+
+    presence = asyncio.run(scenario())
+    assert (presence.state, presence.target) == (Presence.AWAY, node.instance_id)
+    assert 0 < presence.grace_seconds <= 90
