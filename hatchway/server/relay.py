@@ -1,5 +1,7 @@
 """The data-channel relay: pairs a session's client WebSocket with its agent WebSocket and
-passes frames between them untouched (so end-to-end encryption stays end to end).
+passes frames between them untouched (so end-to-end encryption stays end to end). Message
+types sit in the unencrypted header: a client is given only those clients understand
+(client_frames.py).
 
 Each side proves itself with a single-use token in its first text frame; the agent side
 must also sign its upgrade as the session's target node. Nothing is relayed before the
