@@ -73,6 +73,14 @@ def main() -> None:
 @click.option("--tls-key", type=click.Path(exists=True, path_type=Path))
 @click.option("--region", default="us-east-1", show_default=True, envvar="HATCHWAY_REGION")
 @click.option("--log-json", is_flag=True, help="Write the log as JSON lines.")
+@click.option(
+    "--agent-grace",
+    type=click.FloatRange(min=0),
+    default=90.0,
+    show_default=True,
+    envvar="HATCHWAY_AGENT_GRACE",
+    help="Seconds the sessions of an agent that went away wait for it to come back.",
+)
 def server(
     listen: str,
     home: Path,
@@ -82,6 +90,7 @@ def server(
     tls_key: Path | None,
     region: str,
     log_json: bool,
+    agent_grace: float,
 ) -> None:
     """The control plane, the relay and the console."""
     from . import logs
@@ -102,6 +111,7 @@ def server(
         tls_key=tls_key,
         region=region,
         log_json=log_json,
+        agent_grace_seconds=agent_grace,
     )
     home.mkdir(parents=True, exist_ok=True)
     logs.setup(home / "logs", "server", json_lines=log_json)

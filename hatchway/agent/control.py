@@ -40,6 +40,8 @@ class Backoff:
 
 
 MessageHandler = Callable[[AgentMessage], Awaitable[None]]
+# What to send as soon as the channel is open (Hatchway's live-sessions report).
+Greeting = Callable[[], AgentMessage | None]
 
 
 class ControlChannel:
@@ -50,10 +52,12 @@ class ControlChannel:
         on_message: MessageHandler,
         *,
         backoff: Backoff | None = None,
+        greeting: Greeting | None = None,
     ) -> None:
         self.identity = identity
         self.http = http
         self.on_message = on_message
+        self.greeting = greeting
         self.backoff = backoff or Backoff()
         self.connected = asyncio.Event()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -86,6 +90,9 @@ class ControlChannel:
             "PlatformType": "linux",
         }
         await ws.send_str(json.dumps(opening))
+        greeting = self.greeting() if self.greeting is not None else None
+        if greeting is not None:
+            await ws.send_bytes(greeting.encode())
         return ws
 
     async def run_forever(self, stop: asyncio.Event) -> None:

@@ -52,7 +52,9 @@ class Agent:
     async def run(self, stop: asyncio.Event) -> None:
         async with http_session(self.config.ca_bundle) as http:
             self.http = http
-            self.control = ControlChannel(self.identity, http, self.on_message)
+            self.control = ControlChannel(
+                self.identity, http, self.on_message, greeting=self.live_sessions
+            )
             health = asyncio.create_task(self.keep_reporting_health(stop))
             try:
                 await self.control.run_forever(stop)
@@ -63,6 +65,16 @@ class Agent:
                 for task in list(self.workers.values()):
                     task.cancel()
                 await asyncio.gather(*self.workers.values(), return_exceptions=True)
+
+    def live_sessions(self) -> AgentMessage:
+        """The sessions this agent still runs, sent each time its control channel opens:
+        the server ends the others (it cannot know an agent restarted otherwise)."""
+        return AgentMessage(
+            message_type=MessageType.HATCHWAY_LIVE_SESSIONS,
+            created_date=int(time.time() * 1000),
+            message_id=uuid.uuid4(),
+            payload=json.dumps({"SessionIds": sorted(self.workers)}).encode(),
+        )
 
     async def keep_reporting_health(self, stop: asyncio.Event) -> None:
         assert self.http is not None

@@ -25,7 +25,7 @@ from yarl import URL
 from ..aws.explain import hidden as mask
 from ..aws.proxy import proxy_for
 from ..protocol.client_session import CLIENT_VERSION
-from ..protocol.payloads import OpenDataChannel
+from ..protocol.payloads import AGENT_PRESENCE_FEATURE, FEATURES_HEADER, OpenDataChannel
 from .errors import MissingConfiguration, ServiceFailure, SessionTimedOut, TransportFailure
 
 # aiohttp pings after this much silence and drops the socket when no pong comes back within
@@ -199,6 +199,7 @@ class DataChannelDialer:
             async with asyncio.timeout(OPEN_TIMEOUT_SECONDS):
                 return await self._http.ws_connect(
                     url,
+                    headers={FEATURES_HEADER: AGENT_PRESENCE_FEATURE},
                     proxy=proxy,
                     proxy_headers=proxy_headers or None,
                     ssl=ssl_for(url, self._ca_bundle),

@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 
 from ..protocol.client_session import (
+    AgentPresenceChanged,
     ClientEvent,
     ClientSession,
     ClientState,
@@ -37,6 +38,7 @@ from ..protocol.client_session import (
     SessionStarted,
 )
 from ..protocol.errors import ProtocolError
+from ..protocol.payloads import AgentPresence, Presence
 from .config import StartedSession
 from .connection import DataChannelDialer, DataChannelLink, DataChannelSocket, RetryPolicy
 from .control import ControlPlane
@@ -68,6 +70,16 @@ def closing_line(session_id: str, output: str) -> str:
     return f"\n\nExiting session with sessionId: {session_id}.\n\n"
 
 
+def presence_line(presence: AgentPresence) -> str:
+    """What we print when the server says the session's agent went away or came back."""
+    if presence.state is Presence.AWAY:
+        return (
+            f"\nThe agent on {presence.target} went away; waiting up to "
+            f"{presence.grace_seconds:g} s for it to come back.\n"
+        )
+    return f"\nThe agent on {presence.target} is back.\n"
+
+
 class SessionRunner:
     """Runs one session from the first connection to its exit status."""
 
@@ -97,6 +109,7 @@ class SessionRunner:
         self._helper_error: BaseException | None = None
         self._main: asyncio.Task[Any] | None = None
         self._ending: int | ClientFailure | None = None
+        self._agent_away = False
 
     # --- what subclasses fill in ---------------------------------------------------------
 
@@ -304,6 +317,8 @@ class SessionRunner:
             self._terminal.status(closing_line(self._session_id, event.output))
             if self._exit_code is not None:
                 return self._exit_code
+            if self._agent_away:  # it never came back: the session was lost
+                return ExitStatus.TRANSPORT_FAILURE
             # The agent could not open the session (KMS, RunAs, the shell): not a success.
             return ExitStatus.TRANSPORT_FAILURE if event.failed else ExitStatus.OK
         if isinstance(event, SessionFailed):
@@ -318,6 +333,9 @@ class SessionRunner:
             if event.kms_key_id is None:
                 self._log.debug("handshake: response sent")
             self._on_handshake(event)
+        elif isinstance(event, AgentPresenceChanged):
+            self._agent_away = event.presence.state is Presence.AWAY
+            self._terminal.status(presence_line(event.presence))
         elif isinstance(event, KmsDataKeyNeeded):
             self._spawn(self._provide_data_key(event))
         elif isinstance(event, EncryptionChallengeAnswered):

@@ -17,11 +17,15 @@ from .message import (
     decode,
     message_id_from_wire,
     message_id_to_wire,
+    peek_message_type,
 )
 from .payloads import (
+    AGENT_PRESENCE_FEATURE,
+    FEATURES_HEADER,
     Acknowledge,
     ActionStatus,
     ActionType,
+    AgentPresence,
     ChannelClosed,
     EncChallengeRequest,
     EncChallengeResponse,
@@ -30,20 +34,25 @@ from .payloads import (
     HandshakeResponse,
     OpenDataChannel,
     PortFlag,
+    Presence,
     ProcessedClientAction,
     RequestedClientAction,
     SessionType,
     TerminalSize,
+    parse_features,
 )
 from .stream import DataChannel
 
 __all__ = [
+    "AGENT_PRESENCE_FEATURE",
+    "FEATURES_HEADER",
     "HEADER_LENGTH",
     "PAYLOAD_OFFSET",
     "Acknowledge",
     "ActionStatus",
     "ActionType",
     "AgentMessage",
+    "AgentPresence",
     "ChannelClosed",
     "DataChannel",
     "EncChallengeRequest",
@@ -57,6 +66,7 @@ __all__ = [
     "OpenDataChannel",
     "PayloadType",
     "PortFlag",
+    "Presence",
     "ProcessedClientAction",
     "ProtocolError",
     "RequestedClientAction",
@@ -67,4 +77,6 @@ __all__ = [
     "decode",
     "message_id_from_wire",
     "message_id_to_wire",
+    "parse_features",
+    "peek_message_type",
 ]

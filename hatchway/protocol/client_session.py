@@ -34,6 +34,7 @@ from .payloads import (
     ERROR_BANNER,
     ActionStatus,
     ActionType,
+    AgentPresence,
     EncChallengeRequest,
     EncChallengeResponse,
     HandshakeComplete,
@@ -52,6 +53,7 @@ from .stream import (
     ChannelClosedReceived,
     ChannelFailed,
     DataChannel,
+    OtherMessage,
     StreamData,
 )
 
@@ -180,6 +182,14 @@ class UnknownPayloadReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentPresenceChanged:
+    """The server says the session's agent went away (it waits ``grace_seconds`` for it)
+    or came back. Only sent to clients that asked for it (FEATURES_HEADER)."""
+
+    presence: AgentPresence
+
+
+@dataclass(frozen=True, slots=True)
 class SessionEnded:
     """channel_closed arrived; ``output`` is its Output text (often a reason)."""
 
@@ -209,6 +219,7 @@ ClientEvent = (
     | ExitCodeReceived
     | FlagReceived
     | UnknownPayloadReceived
+    | AgentPresenceChanged
     | SessionEnded
     | SessionFailed
 )
@@ -392,6 +403,15 @@ class ClientSession:
                 self._end(event.closed.output)
             elif isinstance(event, ChannelFailed):
                 self._fail(event.reason)
+            elif (
+                isinstance(event, OtherMessage)
+                and event.message.message_type == MessageType.HATCHWAY_AGENT_PRESENCE
+            ):
+                try:
+                    presence = AgentPresence.from_json(event.message.payload)
+                except ProtocolError:
+                    continue  # a notice, not the session: a bad one is dropped
+                self._events.append(AgentPresenceChanged(presence))
             # Pause and resume are handled inside DataChannel; other message types, such
             # as agent_session_state, are not meant for a client.
 

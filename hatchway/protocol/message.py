@@ -64,6 +64,11 @@ class MessageType(enum.StrEnum):
     # The official agent logs and ignores types it does not know.
     HATCHWAY_DIAGNOSE = "hatchway_diagnose"
     HATCHWAY_DIAGNOSE_RESULT = "hatchway_diagnose_result"
+    # An agent that (re)opens its control channel lists the sessions it still runs.
+    HATCHWAY_LIVE_SESSIONS = "hatchway_live_sessions"
+    # Data channel, server -> client: the session's agent went away or came back. Only
+    # for clients that asked for it (payloads.FEATURES_HEADER).
+    HATCHWAY_AGENT_PRESENCE = "hatchway_agent_presence"
 
 
 class PayloadType(enum.IntEnum):
@@ -173,6 +178,18 @@ def message_id_to_wire(message_id: uuid.UUID) -> bytes:
 
 def message_id_from_wire(wire: bytes) -> uuid.UUID:
     return uuid.UUID(bytes=wire[8:] + wire[:8])
+
+
+def peek_message_type(data: bytes | bytearray | memoryview) -> str:
+    """The MessageType of an encoded message, read from its header alone (it is never
+    encrypted); "" when ``data`` is too short to hold one or the field is not ASCII."""
+    if len(data) < 4 + MESSAGE_TYPE_LENGTH:
+        return ""
+    field_bytes = bytes(data[4 : 4 + MESSAGE_TYPE_LENGTH]).strip(b"\x00").strip()
+    try:
+        return field_bytes.decode("ascii")
+    except UnicodeDecodeError:
+        return ""
 
 
 def decode(data: bytes | bytearray | memoryview) -> AgentMessage:

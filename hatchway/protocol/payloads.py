@@ -506,3 +506,46 @@ class OpenDataChannel:
             client_instance_id=get_field(obj, "ClientInstanceId", str, what, default=""),
             schema_version="1.0",
         )
+
+
+# Hatchway's own extras a client understands, named in a header of its data-channel
+# upgrade request (comma-separated): other servers ignore an unknown header, and the
+# OpenDataChannel frame stays exactly as the reference client writes it.
+FEATURES_HEADER = "X-Hatchway-Features"
+AGENT_PRESENCE_FEATURE = "agent_presence"
+
+
+def parse_features(value: str) -> frozenset[str]:
+    return frozenset(item.strip() for item in value.split(",") if item.strip())
+
+
+class Presence(enum.StrEnum):
+    AWAY = "away"
+    BACK = "back"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentPresence:
+    """The payload of ``hatchway_agent_presence``: the session's agent went away (and how
+    long the server waits for it, in seconds) or came back."""
+
+    state: Presence
+    target: str
+    grace_seconds: float = 0.0
+
+    def to_json(self) -> bytes:
+        return dump_json(
+            {"State": str(self.state), "Target": self.target, "GraceSeconds": self.grace_seconds}
+        )
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Self:
+        what = "hatchway_agent_presence payload"
+        obj = load_object(data, what)
+        state = get_field(obj, "State", str, what)
+        try:
+            presence = Presence(state)
+        except ValueError:
+            raise ProtocolError(f"{what} has an unknown State {state!r}") from None
+        grace = get_field(obj, "GraceSeconds", (int, float), what, default=0.0)
+        return cls(presence, get_field(obj, "Target", str, what, default=""), float(grace))

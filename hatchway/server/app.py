@@ -24,6 +24,7 @@ from .iam.principals import Principal
 from .keystore import Keystore
 from .mgs import gateway_for
 from .pagination import Paginator
+from .presence import AgentPresenceWatch
 from .relay import Relay
 from .session_runtime import SessionRuntime
 from .state import Call, ServerState
@@ -226,10 +227,14 @@ def create_app(config: ServerConfig) -> web.Application:
             state.extensions["control"] = gateway
             state.extensions["relay"] = relay
             state.extensions["sessions"] = runtime
+            presence = AgentPresenceWatch(state, relay)
+            gateway.watchers.append(presence)
+            await presence.start()
             await runtime.rearm_limits()
             try:
                 yield
             finally:
+                await presence.close()
                 await relay.close_all()
         await engine.dispose()
 

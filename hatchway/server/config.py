@@ -25,6 +25,12 @@ class ServerConfig:
     token_lifetime: timedelta = timedelta(minutes=2)
     # A node whose control channel has been silent this long is shown as ConnectionLost.
     ping_timeout: timedelta = timedelta(minutes=3)
+    # How long the sessions of an agent whose control channel dropped wait for it to come
+    # back before they end (`hatchway server --agent-grace`).
+    agent_grace_seconds: float = 90.0
+    # After the end of a session, how long an agent has to close its data channel itself
+    # before the relay closes it (see Relay._hang_up_later).
+    agent_hangup_seconds: float = 10.0
     max_body_bytes: int = 1024 * 1024
     # Seconds in a "minute" of idleSessionTimeout and maxSessionDuration; tests shrink it.
     preference_minute: float = 60.0

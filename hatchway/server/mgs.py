@@ -13,9 +13,9 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from xml.sax.saxutils import escape
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -71,10 +71,24 @@ class ControlChannel:
         self.instance_id = instance_id
         self.ws = ws
         self.lock = asyncio.Lock()
+        self.opened = now_utc()
 
     async def send(self, message: AgentMessage) -> None:
         async with self.lock:
             await self.ws.send_bytes(message.encode())
+
+
+class ChannelWatcher(Protocol):
+    """Told when an agent's control channel opens or drops, and which sessions a Hatchway
+    agent says it still runs when it (re)connects."""
+
+    async def channel_opened(self, instance_id: str) -> None: ...
+
+    async def channel_closed(self, instance_id: str) -> None: ...
+
+    async def live_sessions(
+        self, instance_id: str, session_ids: list[str], opened: datetime
+    ) -> None: ...
 
 
 class MessageGateway:
@@ -86,6 +100,8 @@ class MessageGateway:
         self._channel_opened = asyncio.Event()
         self._heartbeat: asyncio.Task[None] | None = None
         self.task_complete_handlers: list[Any] = []
+        self.watchers: list[ChannelWatcher] = []
+        self._closing = False
         self._background: set[asyncio.Task[None]] = set()
         # Diagnostic requests sent to agents, by RequestId: (instance id, its answer).
         self._diagnoses: dict[str, tuple[str, asyncio.Future[list[dict[str, Any]]]]] = {}
@@ -93,6 +109,7 @@ class MessageGateway:
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self._forget_own_channels()
         self._heartbeat = asyncio.create_task(self._keep_pings_fresh())
 
     async def close(self) -> None:
@@ -104,6 +121,7 @@ class MessageGateway:
 
     async def close_channels(self) -> None:
         """1001 to every agent, so it reconnects at once instead of waiting out a timeout."""
+        self._closing = True  # the agents are not going away: this server is
         for channel in list(self.channels.values()):
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await channel.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
@@ -114,6 +132,16 @@ class MessageGateway:
             await asyncio.sleep(HEARTBEAT_SECONDS)
             if self.channels:
                 await self._mark(list(self.channels), connected=True)
+
+    async def _forget_own_channels(self) -> None:
+        """A new process holds no control channels yet: the nodes a crashed predecessor of
+        this server node marked as connected to it are not, until they reconnect."""
+        async with self.state.db() as db, db.begin():
+            await db.execute(
+                update(ManagedInstance)
+                .where(ManagedInstance.connected_to == self.state.config.node_name)
+                .values(connected_to=None)
+            )
 
     async def _mark(self, instance_ids: list[str], *, connected: bool) -> None:
         values: dict[str, Any] = {
@@ -243,6 +271,7 @@ class MessageGateway:
             await previous.ws.close(message=b"replaced by a newer control channel")
         await self._mark([instance_id], connected=True)
         log.info("control channel open", extra={"target": instance_id})
+        await self._tell_watchers(instance_id, lambda watcher: watcher.channel_opened(instance_id))
         try:
             async for frame in ws:
                 if frame.type == WSMsgType.BINARY:
@@ -252,6 +281,10 @@ class MessageGateway:
         finally:
             if self.channels.get(instance_id) is channel:
                 del self.channels[instance_id]
+                if not self._closing:
+                    await self._tell_watchers(
+                        instance_id, lambda watcher: watcher.channel_closed(instance_id)
+                    )
                 await self._mark([instance_id], connected=False)
             log.info("control channel closed", extra={"target": instance_id})
         return ws
@@ -285,7 +318,34 @@ class MessageGateway:
             await self._task_complete(channel, message)
         elif message.message_type == MessageType.HATCHWAY_DIAGNOSE_RESULT:
             self._diagnosed(channel, message)
+        elif message.message_type == MessageType.HATCHWAY_LIVE_SESSIONS:
+            await self._live_sessions(channel, message)
         # agent_telemetry, agent_update_result and the rest are accepted and ignored.
+
+    async def _tell_watchers(
+        self, instance_id: str, tell: Callable[[ChannelWatcher], Awaitable[None]]
+    ) -> None:
+        for watcher in self.watchers:
+            try:
+                await tell(watcher)
+            except Exception:
+                log.exception("a control channel watcher failed", extra={"target": instance_id})
+
+    async def _live_sessions(self, channel: ControlChannel, message: AgentMessage) -> None:
+        try:
+            payload = load_object(message.payload, "hatchway_live_sessions")
+            ids = get_field(payload, "SessionIds", list, "hatchway_live_sessions")
+        except ProtocolError as exc:
+            log.warning(
+                "bad hatchway_live_sessions",
+                extra={"target": channel.instance_id, "error": str(exc)},
+            )
+            return
+        live = [item for item in ids if isinstance(item, str)]
+        await self._tell_watchers(
+            channel.instance_id,
+            lambda watcher: watcher.live_sessions(channel.instance_id, live, channel.opened),
+        )
 
     async def _task_complete(self, channel: ControlChannel, message: AgentMessage) -> None:
         try:

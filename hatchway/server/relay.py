@@ -1,5 +1,7 @@
 """The data-channel relay: pairs a session's client WebSocket with its agent WebSocket and
-passes frames between them untouched (so end-to-end encryption stays end to end).
+passes frames between them untouched (so end-to-end encryption stays end to end). Message
+types sit in the unencrypted header: a client is given only those clients understand
+(client_frames.py).
 
 Each side proves itself with a single-use token in its first text frame; the agent side
 must also sign its upgrade as the session's target node. Nothing is relayed before the
@@ -25,15 +27,20 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..aws.errors import AccessDeniedException, AwsError
 from ..protocol import (
+    AGENT_PRESENCE_FEATURE,
+    FEATURES_HEADER,
     AgentMessage,
+    AgentPresence,
     ChannelClosed,
     Flags,
     MessageType,
     OpenDataChannel,
     ProtocolError,
+    parse_features,
 )
 from . import tokens
 from .auth import authenticate
+from .client_frames import for_client
 from .iam.principals import PrincipalKind
 from .mgs import SIGNING_NAME, token_response, xml_error
 from .state import ServerState
@@ -68,6 +75,7 @@ class Side:
     pending: deque[bytes] = field(default_factory=deque)
     pending_bytes: int = 0
     dropped: int = 0
+    features: frozenset[str] = frozenset()  # FEATURES_HEADER of its upgrade request
 
     def queue(self, frame: bytes) -> None:
         if len(self.pending) >= PENDING_FRAMES or self.pending_bytes + len(frame) > PENDING_BYTES:
@@ -118,6 +126,9 @@ class Relay:
         self.limits: dict[str, Limits] = {}
         self.on_expired: list[Callable[[str, str], Awaitable[None]]] = []
         self._watchdog: asyncio.Task[None] | None = None
+        self._hang_ups: set[asyncio.Task[None]] = set()
+        # Whether a session's agent is away, for a client that joins meanwhile (presence.py).
+        self.away_notice: Callable[[str], AgentPresence | None] = lambda target: None
 
     def set_limits(
         self,
@@ -218,6 +229,8 @@ class Relay:
         role = await self._admit(ws, session_id, signed_by_node)
         if role is None:
             return ws
+        pairing = self.pairings[session_id]
+        pairing.side(role).features = parse_features(request.headers.get(FEATURES_HEADER, ""))
         await self._serve(ws, session_id, role)
         return ws
 
@@ -269,6 +282,8 @@ class Relay:
             await previous.close(message=b"replaced by a newer connection")
         for frame in waiting:
             await ws.send_bytes(frame)
+        if role == "client" and (notice := self.away_notice(pairing.target)) is not None:
+            await self._tell(pairing, notice)
         if pairing.client.ws is not None and pairing.agent.ws is not None:
             await self._set_status(session_id, "Connected")
         log.info(
@@ -287,6 +302,8 @@ class Relay:
             log.info("data channel closed", extra={"session_id": session_id, "role": role})
 
     async def _forward(self, pairing: Pairing, role: str, frame: bytes) -> None:
+        if role == "agent" and not for_client(frame):
+            return  # agent_session_state and the like are for the service, not the client
         pairing.last_activity = time.monotonic()
         peer = pairing.peer(role)
         target = peer.ws
@@ -297,6 +314,24 @@ class Relay:
             await target.send_bytes(frame)  # waits while the peer's socket is full
         except (ConnectionError, RuntimeError):
             peer.queue(frame)
+
+    async def tell_clients(self, target: str, presence: AgentPresence) -> None:
+        """Tell the connected clients of ``target``'s sessions that asked for it (the
+        message is Hatchway's own: other clients would log it as invalid)."""
+        for pairing in list(self.pairings.values()):
+            if pairing.target == target:
+                await self._tell(pairing, presence)
+
+    async def _tell(self, pairing: Pairing, presence: AgentPresence) -> None:
+        ws = pairing.client.ws
+        if AGENT_PRESENCE_FEATURE in pairing.client.features and ws is not None and not ws.closed:
+            message = AgentMessage(
+                message_type=MessageType.HATCHWAY_AGENT_PRESENCE,
+                created_date=int(now_utc().timestamp() * 1000),
+                payload=presence.to_json(),
+            )
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.send_bytes(message.encode())
 
     async def _set_status(self, session_id: str, status: str) -> None:
         async with self.state.db() as db, db.begin():
@@ -330,13 +365,45 @@ class Relay:
             if side.ws is not None and not side.ws.closed:
                 with contextlib.suppress(ConnectionError, RuntimeError):
                     await side.ws.send_bytes(message)
-                    await side.ws.close()
+                    if side is pairing.client:
+                        await side.ws.close()
+                    else:
+                        self._hang_up_later(side.ws)
+
+    def _hang_up_later(self, ws: web.WebSocketResponse) -> None:
+        """Leave the closing of an agent's data channel to the agent, within a bound.
+
+        The official agent (amazon-ssm-agent, agent/session/communicator/websocketchannel.go,
+        the listener in ``WebSocketChannel.Open``) treats any read error, whatever the close
+        code, as a lost connection and calls ``OnError``, which reconnects through
+        ``getDataChannelToken`` in ``DataChannel.SetWebSocket`` (datachannel.go) until
+        CreateDataChannel answers "Session is already terminated"
+        (``getNonRetryableDataChannelErrors``). It stops quietly only when it closed the
+        socket itself first: on channel_closed (``handleChannelClosedMessage``) it cancels
+        the session, and the session plugin (sessionplugin.go, ``Execute``) then waits up to
+        2 s for its acks (``PrepareToCloseChannel``) and calls ``DataChannel.Close``."""
+        task = asyncio.create_task(self._hang_up(ws))
+        self._hang_ups.add(task)
+        task.add_done_callback(self._hang_up_done)
+
+    async def _hang_up(self, ws: web.WebSocketResponse) -> None:
+        await asyncio.sleep(self.state.config.agent_hangup_seconds)
+        if not ws.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.close(message=b"session ended")
+
+    def _hang_up_done(self, task: asyncio.Task[None]) -> None:
+        self._hang_ups.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("closing an agent's data channel failed", exc_info=task.exception())
 
     async def close_all(self) -> None:
         """Hang up every socket with 1001 (going away) and no channel_closed: the sessions
         live on, and their clients and agents reconnect to the server that comes next."""
         if self._watchdog is not None:
             self._watchdog.cancel()
+        for task in list(self._hang_ups):
+            task.cancel()
         for pairing in list(self.pairings.values()):
             for side in (pairing.client, pairing.agent):
                 if side.ws is not None and not side.ws.closed:
