@@ -230,7 +230,9 @@ class AgentSession:
 
     @property
     def send_capacity(self) -> int:
-        return self.channel.send_capacity
+        """Bytes ``send_output`` takes now (in messages of ``max_payload``, sealed if the
+        session is encrypted); wait for acks when it is too small."""
+        return self.channel.capacity(self.max_payload)
 
     def tick(self, now: float) -> None:
         self.channel.tick(now)

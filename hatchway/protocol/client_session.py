@@ -307,7 +307,7 @@ class ClientSession:
     @property
     def send_capacity(self) -> int:
         """Input bytes ``send_input`` accepts now; wait for acks when it is too small."""
-        return self.channel.send_capacity
+        return self.channel.capacity(self.max_input_chunk)
 
     # --- what the caller sends --------------------------------------------------------
 
@@ -319,10 +319,10 @@ class ClientSession:
         take all of ``data``; nothing is sent then.
         """
         self._require({ClientState.ESTABLISHED}, "send input")
-        if self.channel.buffered_bytes and len(data) > self.channel.send_capacity:
+        if self.channel.buffered_bytes and len(data) > self.send_capacity:
             raise FlowControlError(
                 f"{len(data)} bytes of input do not fit in the send buffer "
-                f"({self.channel.send_capacity} bytes free)"
+                f"({self.send_capacity} bytes free)"
             )
         step = self.max_input_chunk
         for start in range(0, len(data), step):

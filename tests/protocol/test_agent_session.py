@@ -196,6 +196,52 @@ def test_kms_handshake_with_challenge():
     assert out.payload == b"secret"  # the client channel decrypted it
 
 
+def encrypted_session(**kwargs):
+    """An agent session through the KMS handshake, and the client's end of its channel."""
+    agent, client = new_agent(kms_key_id="k", **kwargs), DataChannel(Role.CLIENT)
+    agent.start(T0)
+    exchange(agent, client)
+    respond(
+        client,
+        [
+            ProcessedClientAction("SessionType", 1),
+            ProcessedClientAction("KMSEncryption", 1, {"KMSCipherTextKey": "AQID"}),
+        ],
+    )
+    exchange(agent, client)
+    agent.provide_data_key(KEY, T0)
+    (challenge,) = exchange(agent, client)
+    client_cipher = SessionCipher(KEY, Role.CLIENT)
+    sealed = EncChallengeRequest.from_json(challenge.payload).challenge
+    client.set_cipher(client_cipher)
+    answer = EncChallengeResponse(client_cipher.answer_challenge(sealed))
+    client.send(answer.to_json(), PayloadType.ENC_CHALLENGE_RESPONSE, now=T0)
+    exchange(agent, client)
+    assert [type(e) for e in events(agent)] == [KmsDecryptNeeded, SessionReady]
+    return agent, client
+
+
+def test_an_encrypted_port_session_sends_all_the_room_it_offers():
+    """The agent's port forwarding sends ``send_capacity`` bytes at a time, which the
+    session cuts into 64 KiB messages and seals: 28 bytes more each. The room offered
+    must allow for that, or the send buffer overflows mid-way (issue 13: FlowControlError
+    after about 8 MiB in flight)."""
+    agent, client = encrypted_session(session_type="Port", max_payload=64 * 1024)
+    agent.send_output(b"x" * 1000, T0)  # what a first smux frame might leave
+    sent = 1000
+    for _ in range(100):
+        room = agent.send_capacity
+        if room == 0:
+            break
+        agent.send_output(b"y" * room, T0)
+        sent += room
+    assert agent.send_capacity == 0
+    assert agent.channel.buffered_bytes <= 8 * 1024 * 1024
+    # And once the client acknowledges, it all arrives, decrypted.
+    got = exchange(agent, client)
+    assert sum(len(e.payload) for e in got) == sent
+
+
 def test_a_wrong_challenge_answer_fails():
     agent, client = new_agent(kms_key_id="k"), DataChannel(Role.CLIENT)
     agent.start(T0)

@@ -287,6 +287,42 @@ def test_kms_handshake_challenge_and_encrypted_traffic():
     assert size.payload == b'{"cols":80,"rows":24}'  # size stays in clear
 
 
+def encrypted_pair(**session_args):
+    """A Pair through the KMS handshake, with both ends sealing."""
+    pair = Pair(**session_args)
+    pair.agent_sends(shell_request(kms_key_id="alias/session"), PayloadType.HANDSHAKE_REQUEST)
+    pair.client.provide_data_key(b"blob", DATA_KEY, pair.now)
+    pair.to_agent()
+    agent_cipher = SessionCipher(DATA_KEY, Role.AGENT)
+    pair.agent_sends(
+        EncChallengeRequest(agent_cipher.encrypt(os.urandom(64))).to_json(),
+        PayloadType.ENC_CHALLENGE_REQUEST,
+    )
+    pair.agent.set_cipher(agent_cipher)
+    pair.agent_sends(HandshakeComplete(5, "").to_json(), PayloadType.HANDSHAKE_COMPLETE)
+    assert pair.client.state is ClientState.ESTABLISHED
+    pair.to_agent()
+    return pair
+
+
+@pytest.mark.parametrize("chunk", [1024, 64 * 1024])
+def test_encrypted_input_takes_all_the_room_it_offers(chunk):
+    """Sealed input messages are 28 bytes longer than the input: ``send_capacity``
+    allows for that, so sending all of it at once never overflows the send buffer."""
+    pair = encrypted_pair(max_input_chunk=chunk)
+    pair.client.send_input(b"x" * 100, pair.now)
+    sent = 100
+    for _ in range(10_000):
+        room = pair.client.send_capacity
+        if room == 0:
+            break
+        pair.client.send_input(b"y" * room, pair.now)
+        sent += room
+    assert pair.client.send_capacity == 0
+    assert pair.client.channel.buffered_bytes <= 8 * 1024 * 1024
+    assert sum(len(m.payload) for m in pair.to_agent()) == sent
+
+
 def test_refusing_kms_fails_the_action():
     pair = Pair()
     pair.agent_sends(shell_request(kms_key_id="alias/k"), PayloadType.HANDSHAKE_REQUEST)
