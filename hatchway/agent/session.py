@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -152,6 +153,15 @@ class ControlSender(Protocol):
     async def report_complete(self, session_id: str, status: str, output: str) -> None: ...
 
 
+ChannelOpener = Callable[
+    [aiohttp.ClientSession, Identity, str, int], Awaitable[aiohttp.ClientWebSocketResponse]
+]
+
+
+class _SessionOver(Exception):
+    """Raised inside the task group once the session has an outcome: it cancels the rest."""
+
+
 class SessionWorker:
     """Runs one shell session from ``interactive_shell`` to ``agent_task_complete``."""
 
@@ -164,8 +174,11 @@ class SessionWorker:
         agent_version: str,
         kms_url: str | None = None,
         session_user: str | None = None,
+        *,
+        open_channel: ChannelOpener = open_data_channel,
     ) -> None:
         self.identity = identity
+        self.open_channel = open_channel
         self.session_user = session_user
         self.kms_url = kms_url or identity.server_url
         self.http = http
@@ -195,7 +208,7 @@ class SessionWorker:
         self.capacity.set()
         self.timer_changed = asyncio.Event()
         self.send_lock = asyncio.Lock()
-        self.tasks: list[asyncio.Task[Any]] = []
+        self.group: asyncio.TaskGroup | None = None
         self.extra = {"session_id": task.session_id, "target": identity.instance_id}
 
     # --- the whole session ------------------------------------------------------------
@@ -218,7 +231,7 @@ class SessionWorker:
                     "version of the agent"
                 )
             try:
-                self.ws = await open_data_channel(
+                self.ws = await self.open_channel(
                     self.http, self.identity, self.task.session_id, now_ms()
                 )
             except (aiohttp.ClientError, OSError) as exc:
@@ -227,11 +240,7 @@ class SessionWorker:
                 ) from None
             self.session.start(now())
             await self.flush()
-            self.tasks = [
-                asyncio.create_task(self.pump_channel()),
-                asyncio.create_task(self.run_timers()),
-            ]
-            await self.done.wait()
+            await self.supervise()
             status, output = self.outcome
         except SessionFailure as exc:
             status, output = "Failed", ERROR_BANNER + str(exc)
@@ -251,12 +260,44 @@ class SessionWorker:
                 f"Unable to start command: cannot create the session user {name}: {exc}\n"
             ) from None
 
+    async def supervise(self) -> None:
+        """Run the session's tasks (the channel, the timers, the process or the port
+        forwarding) until the session has an outcome, then cancel what is left. Every task
+        runs in this group through ``spawn``, so none outlives the session, and one that
+        fails ends the session with the reason instead of leaving it hanging."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                self.group = group
+                self.spawn(self.pump_channel(), "the data channel")
+                self.spawn(self.run_timers(), "the data channel's timers")
+                await self.done.wait()
+                raise _SessionOver
+        except* _SessionOver:
+            pass
+        finally:
+            self.group = None
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[None]:
+        """Run ``coro`` in the session's task group. If it fails, the session ends Failed
+        with the error, which the client prints; a session that is over starts nothing."""
+        group = self.group
+        if group is None or self.done.is_set():
+            coro.close()
+            return _finished_task()
+        try:
+            return group.create_task(self._guarded(coro, what))
+        except RuntimeError:  # the group is shutting down: the session is ending
+            coro.close()
+            return _finished_task()
+
+    async def _guarded(self, coro: Coroutine[Any, Any, Any], what: str) -> None:
+        try:
+            await coro
+        except Exception as exc:
+            log.error("session task failed", exc_info=exc, extra={**self.extra, "task": what})
+            self.finish("Failed", ERROR_BANNER + f"Internal agent error in {what}: {exc!r}")
+
     async def cleanup(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
         if self.shell is not None:
             with contextlib.suppress(Exception):
                 await self.shell.terminate()
@@ -281,7 +322,14 @@ class SessionWorker:
             for frame in frames:
                 if self.ws.closed:
                     return  # retransmission resends them after a reconnect
-                await self.ws.send_bytes(frame)
+                try:
+                    await self.ws.send_bytes(frame)
+                except ConnectionError as exc:
+                    # The socket is going away (aiohttp raises ConnectionResetError for a
+                    # closing transport): the read loop reconnects, and what was not
+                    # acknowledged is sent again then.
+                    log.info("data channel send failed", extra={**self.extra, "error": str(exc)})
+                    return
         self.timer_changed.set()
 
     async def pump_channel(self) -> None:
@@ -311,7 +359,7 @@ class SessionWorker:
                 "data channel dropped; reopening", extra={**self.extra, "attempt": attempts}
             )
             with contextlib.suppress(aiohttp.ClientError, OSError):
-                self.ws = await open_data_channel(
+                self.ws = await self.open_channel(
                     self.http, self.identity, self.task.session_id, now_ms()
                 )
                 self.session.channel.resend_unacked(now())
@@ -352,7 +400,7 @@ class SessionWorker:
                     await self.forwarder.on_flag(event.flag)
             elif isinstance(event, KmsDecryptNeeded):
                 # Off the read loop: the handshake's own 15 s deadline bounds the wait.
-                self.tasks.append(asyncio.create_task(self.fetch_data_key(event)))
+                self.spawn(self.fetch_data_key(event), "the KMS request")
 
     async def fetch_data_key(self, event: KmsDecryptNeeded) -> None:
         try:
@@ -418,7 +466,7 @@ class SessionWorker:
             self.finish("Failed", ERROR_BANNER + f"Unable to start {what}: {exc}\n")
             return
         log.info("process started", extra={**self.extra, "pid": self.shell.pid})
-        self.tasks.append(asyncio.create_task(self.pump_process()))
+        self.spawn(self.pump_process(), "the shell's output")
 
     async def room(self, size: int = READ_CHUNK) -> None:
         """Wait until the data channel takes ``size`` more bytes: flow control towards
@@ -490,3 +538,12 @@ class SessionWorker:
             if not self.holders:
                 self.session.channel.release_incoming(now())
                 self.timer_changed.set()  # the timer loop flushes the start_publication
+
+
+def _finished_task() -> asyncio.Task[None]:
+    """A task that does nothing, for a session that starts no more work."""
+
+    async def nothing() -> None:
+        return None
+
+    return asyncio.create_task(nothing())
