@@ -308,6 +308,11 @@ class SessionWorker:
             await self.ws.close()
 
     def finish(self, status: str, output: str) -> None:
+        """The session's outcome; the first one stands. A failure's text always follows
+        the error banner, as the official agent marks it: clients tell a failed session
+        from a clean end by that banner (and exit 255)."""
+        if status == "Failed" and not output.startswith(ERROR_BANNER):
+            output = ERROR_BANNER + output
         if not self.done.is_set():
             self.outcome = (status, output)
             self.done.set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -122,11 +123,16 @@ class Control:
 
 
 def command_task(command: str) -> SessionTask:
-    content = {
-        "schemaVersion": "1.0",
-        "sessionType": "InteractiveCommands",
-        "properties": {"linux": {"commands": command}},
-    }
+    return session_task(
+        {
+            "schemaVersion": "1.0",
+            "sessionType": "InteractiveCommands",
+            "properties": {"linux": {"commands": command}},
+        }
+    )
+
+
+def session_task(content: dict[str, Any]) -> SessionTask:
     payload = {
         "Content": json.dumps(
             {"SessionId": "sess-1", "DocumentName": "test", "DocumentContent": content}
@@ -208,3 +214,20 @@ async def test_a_reset_while_sending_output_reconnects_and_loses_nothing() -> No
     assert outcome == ("Success", "")
     assert b"hi" in client.output
     assert client.exit_code == 3
+
+
+async def test_a_port_session_that_cannot_connect_fails_after_the_error_banner() -> None:
+    """Clients tell a failed session from a clean end by the banner (issue 13: the port
+    path reported its failures without it, and `hatchway start-session` exited 0)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, not listening: connections are refused
+        content = {
+            "schemaVersion": "1.0",
+            "sessionType": "Port",
+            "properties": {"portNumber": str(port)},  # no type: one connection, as for SSH
+        }
+        _, (status, output) = await run_worker(session_task(content), LoopbackSocket(Client()))
+    assert status == "Failed"
+    assert output.startswith(ERROR_BANNER + "Unable to connect to specified port: "), output
+    assert "connection refused" in output
