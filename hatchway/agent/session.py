@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -393,7 +394,7 @@ class SessionWorker:
                 if self.destination is not None:
                     await self.start_forwarding(event.client_version)
                 else:
-                    await self.start_process()
+                    await self.start_process(pty=event.pseudo_terminal)
             elif isinstance(event, SessionClosed):
                 self.finish("Success", "")
             elif isinstance(event, SessionFailed):
@@ -449,7 +450,10 @@ class SessionWorker:
         if self.shell is None or self.spec is None:
             return
         if self.spec.interactive:
-            await self.shell.write(data)
+            if data or self.spec.on_pty:
+                await self.shell.write(data)
+            else:
+                await self.shell.close_input()  # the end of a piped client's input
             return
         # A command on pipes has no terminal: Ctrl-C and Ctrl-\ become signals (agent.md
         # §4.4), and other input is dropped.
@@ -458,10 +462,15 @@ class SessionWorker:
         if b"\x1c" in data:
             self.shell.send_signal(signal.SIGQUIT)
 
-    async def start_process(self) -> None:
+    async def start_process(self, *, pty: bool = True) -> None:
+        """Start the session's process; ``pty=False`` when the client declined a pty (its
+        input is not a terminal): then the shell runs on pipes, with stderr apart."""
         assert self.spec is not None
         cols, rows = self.size
-        spec = ShellSpec(**{**self.spec.__dict__, "cols": cols, "rows": rows})
+        changes: dict[str, Any] = {"cols": cols, "rows": rows}
+        if not pty and self.spec.interactive:
+            changes.update(pty=False, separate_stderr=True)
+        self.spec = spec = dataclasses.replace(self.spec, **changes)
         try:
             self.shell = await ShellProcess.start(spec)
         except ShellError as exc:

@@ -20,6 +20,7 @@ from hatchway.protocol.client_session import (
     ExitCodeReceived,
     OutputReceived,
     SessionStarted,
+    StdErrReceived,
 )
 from hatchway.protocol.payloads import ERROR_BANNER
 
@@ -40,10 +41,11 @@ class Client:
     """The client end: a ClientSession that answers the handshake, sends ``commands``
     once the session starts, and collects what the agent sends."""
 
-    def __init__(self, commands: bytes = b"") -> None:
-        self.session = ClientSession("sess-1", IDENTITY.instance_id)
+    def __init__(self, commands: bytes = b"", *, pty: bool = True) -> None:
+        self.session = ClientSession("sess-1", IDENTITY.instance_id, pseudo_terminal=pty)
         self.commands = commands
         self.output = bytearray()
+        self.stderr = bytearray()
         self.exit_code: int | None = None
         self.socket: LoopbackSocket | None = None
 
@@ -53,8 +55,12 @@ class Client:
         while (event := self.session.next_event()) is not None:
             if isinstance(event, SessionStarted) and self.commands:
                 self.session.send_input(self.commands, now)
+                if not self.session.pseudo_terminal:
+                    self.session.end_input(now)
             elif isinstance(event, OutputReceived):
                 self.output += event.data
+            elif isinstance(event, StdErrReceived):
+                self.stderr += event.data
             elif isinstance(event, ExitCodeReceived):
                 self.exit_code = event.code
         assert self.socket is not None
@@ -231,3 +237,12 @@ async def test_a_port_session_that_cannot_connect_fails_after_the_error_banner()
     assert status == "Failed"
     assert output.startswith(ERROR_BANNER + "Unable to connect to specified port: "), output
     assert "connection refused" in output
+
+
+async def test_a_client_that_declines_a_pty_gets_pipes_and_an_end_of_input() -> None:
+    client = Client(b"input line\n", pty=False)
+    command = "tty; echo to-stderr >&2; cat; echo after-eof"
+    _, outcome = await run_worker(command_task(command), LoopbackSocket(client))
+    assert outcome == ("Success", "")
+    assert bytes(client.output) == b"not a tty\ninput line\nafter-eof\n"
+    assert bytes(client.stderr) == b"to-stderr\n"

@@ -42,7 +42,7 @@ from hatchway.protocol.client_session import (
     UnknownPayloadReceived,
     parse_exit_code,
 )
-from hatchway.protocol.payloads import RequestedClientAction
+from hatchway.protocol.payloads import ProcessedClientAction, RequestedClientAction
 from hatchway.protocol.port import ConnectError
 from hatchway.protocol.stream import StreamData
 
@@ -161,6 +161,37 @@ def test_unsupported_action_uses_the_reference_quirk():
     }
     assert body["Errors"] == ["Unsupported action Teleport"]
     assert body["ClientVersion"] == CLIENT_VERSION
+
+
+@pytest.mark.parametrize("wanted", [True, False])
+def test_pseudo_terminal_is_answered_with_what_the_client_wants(wanted):
+    pair = Pair(pseudo_terminal=wanted)
+    built = HandshakeRequest.build("3.3.987.0", "Standard_Stream", None)
+    offer = RequestedClientAction("PseudoTerminal", {})
+    request = HandshakeRequest(built.agent_version, (*built.actions, offer)).to_json()
+    pair.agent_sends(request, PayloadType.HANDSHAKE_REQUEST)
+    (response,) = pair.to_agent()
+    answer = HandshakeResponse.from_json(response.payload).action("PseudoTerminal")
+    assert answer == ProcessedClientAction("PseudoTerminal", 1, {"Allocate": wanted})
+    assert HandshakeResponse.from_json(response.payload).errors is None
+    assert pair.client.pseudo_terminal is wanted
+    pair.agent_sends(HandshakeComplete(5, "").to_json(), PayloadType.HANDSHAKE_COMPLETE)
+    if wanted:
+        with pytest.raises(ProtocolError):
+            pair.client.end_input(pair.now)
+    else:
+        pair.client.send_input(b"echo hi\n", pair.now)
+        pair.client.end_input(pair.now)
+        assert [m.payload for m in pair.to_agent()] == [b"echo hi\n", b""]
+
+
+def test_an_agent_that_does_not_offer_pseudo_terminal_keeps_the_pty():
+    pair = Pair(pseudo_terminal=False)
+    pair.agent_sends(shell_request(), PayloadType.HANDSHAKE_REQUEST)
+    pair.agent_sends(HandshakeComplete(5, "").to_json(), PayloadType.HANDSHAKE_COMPLETE)
+    assert pair.client.pseudo_terminal is True
+    with pytest.raises(ProtocolError):
+        pair.client.end_input(pair.now)
 
 
 @pytest.mark.parametrize(
