@@ -50,3 +50,34 @@ def test_a_port_session_the_agent_fails_exits_255_with_the_agents_reason(stack, 
     assert ERROR_BANNER in stderr
     assert stdout == ""  # stdout is ssh's byte stream: nothing else may go there
     assert process.returncode == 255
+
+
+def test_a_forwarding_session_the_agent_fails_exits_255_with_the_agents_reason(
+    stack, client_env, monkeypatch
+):
+    """AWS-StartPortForwardingSession, as in the issue: the agent's port forwarding
+    fails (here made to, in this process), and the client must not exit 0."""
+    import socket
+
+    from hatchway.agent.port import MuxForwarder
+    from tests.e2e.ports import EchoServer, forwarding
+
+    _, agent = stack
+
+    async def broken_input(self, data):
+        raise RuntimeError("the forwarder broke")
+
+    monkeypatch.setattr(MuxForwarder, "on_input", broken_input)
+    with (
+        EchoServer() as echo,
+        forwarding(
+            client_env, agent.instance_id, f"portNumber={echo.port},localPortNumber=0"
+        ) as tunnel,
+    ):
+        with socket.create_connection(("127.0.0.1", tunnel.port), timeout=30) as sock:
+            sock.sendall(b"hello")
+            code = tunnel.process.wait(timeout=90)
+        tunnel.reader.join(10)
+    reason = "Internal agent error in the data channel: RuntimeError('the forwarder broke')"
+    assert ERROR_BANNER + reason in tunnel.output, tunnel.output
+    assert code == 255
