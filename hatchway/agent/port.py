@@ -57,6 +57,7 @@ class PortHost(Protocol):
     extra: dict[str, Any]
 
     async def flush(self) -> None: ...
+    def spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[None]: ...
     async def room(self, size: int = ...) -> None: ...
     def hold_input(self, key: object) -> None: ...
     def release_input(self, key: object) -> None: ...
@@ -133,17 +134,9 @@ class Forwarder:
     host: PortHost
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """A task whose unexpected failure ends the session loudly instead of hanging it."""
-        task = asyncio.create_task(coro)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or task.exception() is None:
-            return
-        exc = task.exception()
-        log.error("port forwarding task failed", exc_info=exc, extra=self.host.extra)
-        self.host.finish("Failed", f"Internal agent error in port forwarding: {exc!r}")
+        """A task of the session's: its unexpected failure ends the session loudly
+        instead of hanging it."""
+        return self.host.spawn(coro, "port forwarding")
 
     async def start(self) -> None:
         raise NotImplementedError

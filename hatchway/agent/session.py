@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -152,6 +154,15 @@ class ControlSender(Protocol):
     async def report_complete(self, session_id: str, status: str, output: str) -> None: ...
 
 
+ChannelOpener = Callable[
+    [aiohttp.ClientSession, Identity, str, int], Awaitable[aiohttp.ClientWebSocketResponse]
+]
+
+
+class _SessionOver(Exception):
+    """Raised inside the task group once the session has an outcome: it cancels the rest."""
+
+
 class SessionWorker:
     """Runs one shell session from ``interactive_shell`` to ``agent_task_complete``."""
 
@@ -164,8 +175,11 @@ class SessionWorker:
         agent_version: str,
         kms_url: str | None = None,
         session_user: str | None = None,
+        *,
+        open_channel: ChannelOpener = open_data_channel,
     ) -> None:
         self.identity = identity
+        self.open_channel = open_channel
         self.session_user = session_user
         self.kms_url = kms_url or identity.server_url
         self.http = http
@@ -195,7 +209,7 @@ class SessionWorker:
         self.capacity.set()
         self.timer_changed = asyncio.Event()
         self.send_lock = asyncio.Lock()
-        self.tasks: list[asyncio.Task[Any]] = []
+        self.group: asyncio.TaskGroup | None = None
         self.extra = {"session_id": task.session_id, "target": identity.instance_id}
 
     # --- the whole session ------------------------------------------------------------
@@ -218,7 +232,7 @@ class SessionWorker:
                     "version of the agent"
                 )
             try:
-                self.ws = await open_data_channel(
+                self.ws = await self.open_channel(
                     self.http, self.identity, self.task.session_id, now_ms()
                 )
             except (aiohttp.ClientError, OSError) as exc:
@@ -227,11 +241,7 @@ class SessionWorker:
                 ) from None
             self.session.start(now())
             await self.flush()
-            self.tasks = [
-                asyncio.create_task(self.pump_channel()),
-                asyncio.create_task(self.run_timers()),
-            ]
-            await self.done.wait()
+            await self.supervise()
             status, output = self.outcome
         except SessionFailure as exc:
             status, output = "Failed", ERROR_BANNER + str(exc)
@@ -251,12 +261,44 @@ class SessionWorker:
                 f"Unable to start command: cannot create the session user {name}: {exc}\n"
             ) from None
 
+    async def supervise(self) -> None:
+        """Run the session's tasks (the channel, the timers, the process or the port
+        forwarding) until the session has an outcome, then cancel what is left. Every task
+        runs in this group through ``spawn``, so none outlives the session, and one that
+        fails ends the session with the reason instead of leaving it hanging."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                self.group = group
+                self.spawn(self.pump_channel(), "the data channel")
+                self.spawn(self.run_timers(), "the data channel's timers")
+                await self.done.wait()
+                raise _SessionOver
+        except* _SessionOver:
+            pass
+        finally:
+            self.group = None
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[None]:
+        """Run ``coro`` in the session's task group. If it fails, the session ends Failed
+        with the error, which the client prints; a session that is over starts nothing."""
+        group = self.group
+        if group is None or self.done.is_set():
+            coro.close()
+            return _finished_task()
+        try:
+            return group.create_task(self._guarded(coro, what))
+        except RuntimeError:  # the group is shutting down: the session is ending
+            coro.close()
+            return _finished_task()
+
+    async def _guarded(self, coro: Coroutine[Any, Any, Any], what: str) -> None:
+        try:
+            await coro
+        except Exception as exc:
+            log.error("session task failed", exc_info=exc, extra={**self.extra, "task": what})
+            self.finish("Failed", ERROR_BANNER + f"Internal agent error in {what}: {exc!r}")
+
     async def cleanup(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
         if self.shell is not None:
             with contextlib.suppress(Exception):
                 await self.shell.terminate()
@@ -267,6 +309,11 @@ class SessionWorker:
             await self.ws.close()
 
     def finish(self, status: str, output: str) -> None:
+        """The session's outcome; the first one stands. A failure's text always follows
+        the error banner, as the official agent marks it: clients tell a failed session
+        from a clean end by that banner (and exit 255)."""
+        if status == "Failed" and not output.startswith(ERROR_BANNER):
+            output = ERROR_BANNER + output
         if not self.done.is_set():
             self.outcome = (status, output)
             self.done.set()
@@ -281,7 +328,14 @@ class SessionWorker:
             for frame in frames:
                 if self.ws.closed:
                     return  # retransmission resends them after a reconnect
-                await self.ws.send_bytes(frame)
+                try:
+                    await self.ws.send_bytes(frame)
+                except ConnectionError as exc:
+                    # The socket is going away (aiohttp raises ConnectionResetError for a
+                    # closing transport): the read loop reconnects, and what was not
+                    # acknowledged is sent again then.
+                    log.info("data channel send failed", extra={**self.extra, "error": str(exc)})
+                    return
         self.timer_changed.set()
 
     async def pump_channel(self) -> None:
@@ -311,7 +365,7 @@ class SessionWorker:
                 "data channel dropped; reopening", extra={**self.extra, "attempt": attempts}
             )
             with contextlib.suppress(aiohttp.ClientError, OSError):
-                self.ws = await open_data_channel(
+                self.ws = await self.open_channel(
                     self.http, self.identity, self.task.session_id, now_ms()
                 )
                 self.session.channel.resend_unacked(now())
@@ -340,7 +394,7 @@ class SessionWorker:
                 if self.destination is not None:
                     await self.start_forwarding(event.client_version)
                 else:
-                    await self.start_process()
+                    await self.start_process(pty=event.pseudo_terminal)
             elif isinstance(event, SessionClosed):
                 self.finish("Success", "")
             elif isinstance(event, SessionFailed):
@@ -352,7 +406,7 @@ class SessionWorker:
                     await self.forwarder.on_flag(event.flag)
             elif isinstance(event, KmsDecryptNeeded):
                 # Off the read loop: the handshake's own 15 s deadline bounds the wait.
-                self.tasks.append(asyncio.create_task(self.fetch_data_key(event)))
+                self.spawn(self.fetch_data_key(event), "the KMS request")
 
     async def fetch_data_key(self, event: KmsDecryptNeeded) -> None:
         try:
@@ -396,7 +450,10 @@ class SessionWorker:
         if self.shell is None or self.spec is None:
             return
         if self.spec.interactive:
-            await self.shell.write(data)
+            if data or self.spec.on_pty:
+                await self.shell.write(data)
+            else:
+                await self.shell.close_input()  # the end of a piped client's input
             return
         # A command on pipes has no terminal: Ctrl-C and Ctrl-\ become signals (agent.md
         # §4.4), and other input is dropped.
@@ -405,10 +462,15 @@ class SessionWorker:
         if b"\x1c" in data:
             self.shell.send_signal(signal.SIGQUIT)
 
-    async def start_process(self) -> None:
+    async def start_process(self, *, pty: bool = True) -> None:
+        """Start the session's process; ``pty=False`` when the client declined a pty (its
+        input is not a terminal): then the shell runs on pipes, with stderr apart."""
         assert self.spec is not None
         cols, rows = self.size
-        spec = ShellSpec(**{**self.spec.__dict__, "cols": cols, "rows": rows})
+        changes: dict[str, Any] = {"cols": cols, "rows": rows}
+        if not pty and self.spec.interactive:
+            changes.update(pty=False, separate_stderr=True)
+        self.spec = spec = dataclasses.replace(self.spec, **changes)
         try:
             self.shell = await ShellProcess.start(spec)
         except ShellError as exc:
@@ -418,7 +480,7 @@ class SessionWorker:
             self.finish("Failed", ERROR_BANNER + f"Unable to start {what}: {exc}\n")
             return
         log.info("process started", extra={**self.extra, "pid": self.shell.pid})
-        self.tasks.append(asyncio.create_task(self.pump_process()))
+        self.spawn(self.pump_process(), "the shell's output")
 
     async def room(self, size: int = READ_CHUNK) -> None:
         """Wait until the data channel takes ``size`` more bytes: flow control towards
@@ -490,3 +552,12 @@ class SessionWorker:
             if not self.holders:
                 self.session.channel.release_incoming(now())
                 self.timer_changed.set()  # the timer loop flushes the start_publication
+
+
+def _finished_task() -> asyncio.Task[None]:
+    """A task that does nothing, for a session that starts no more work."""
+
+    async def nothing() -> None:
+        return None
+
+    return asyncio.create_task(nothing())

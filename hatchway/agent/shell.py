@@ -69,7 +69,9 @@ class ShellSpec:
     """What to run and how. ``command=None`` is a Standard_Stream login shell; otherwise
     InteractiveCommands (``interactive=True``, the user's shell ``-c`` under a pty) or
     NonInteractiveCommands (``interactive=False``, split shell-style and run directly on
-    pipes, as the agent does)."""
+    pipes, as the agent does). ``pty=False`` runs the first two on pipes as well, for a
+    client whose input is not a terminal (like ``ssh -T``): no prompts, no echo, and an
+    end of input."""
 
     command: str | None = None
     interactive: bool = True
@@ -80,10 +82,15 @@ class ShellSpec:
     cols: int = 80
     rows: int = 24
     cwd: str | None = None
+    pty: bool = True
+
+    @property
+    def on_pty(self) -> bool:
+        return self.interactive and self.pty
 
     def __post_init__(self) -> None:
-        if self.separate_stderr and self.interactive:
-            raise ValueError("separate_stderr needs interactive=False: a pty has one stream")
+        if self.separate_stderr and self.on_pty:
+            raise ValueError("separate_stderr needs a session on pipes: a pty has one stream")
 
 
 @dataclass(frozen=True)
@@ -276,13 +283,14 @@ class ShellProcess:
         argv, executable = _command_line(spec, account)
         env = _environment(spec, account)
         cwd = spec.cwd if spec.cwd is not None else _home_or_root(account.home)
-        if spec.interactive:
+        if spec.on_pty:
             shell = await cls._start_on_pty(spec, account, argv, executable, env, cwd)
-            if spec.command is None and spec.shell_profile:
-                # Typed into the pty ahead of any user input, as the agent does (§4.3).
-                await shell.write(spec.shell_profile.encode() + b"\n")
-            return shell
-        return await cls._start_on_pipes(spec, account, argv, executable, env, cwd)
+        else:
+            shell = await cls._start_on_pipes(spec, account, argv, executable, env, cwd)
+        if spec.interactive and spec.command is None and spec.shell_profile:
+            # Typed in ahead of any user input, as the agent does (§4.3).
+            await shell.write(spec.shell_profile.encode() + b"\n")
+        return shell
 
     @classmethod
     async def _start_on_pty(
@@ -475,7 +483,8 @@ def _command_line(spec: ShellSpec, account: _Account) -> tuple[list[str], str]:
     """argv and the program to execute."""
     if spec.interactive and spec.command is None:
         # A leading "-" in argv[0] is how login(1) and sshd ask any shell to be a login
-        # shell; it is interactive because its stdin is a terminal.
+        # shell; it is interactive because its stdin is a terminal (on pipes, it reads
+        # its commands from stdin without prompts, as under `ssh -T`).
         return ["-" + os.path.basename(account.shell)], account.shell
     session_type = "InteractiveCommands" if spec.interactive else "NonInteractiveCommands"
     if not spec.command or not spec.command.strip():
@@ -494,7 +503,7 @@ def _environment(spec: ShellSpec, account: _Account) -> dict[str, str]:
     env.update({name: value for name, value in os.environ.items() if name.startswith("LC_")})
     env.setdefault("PATH", DEFAULT_PATH)
     env.setdefault("LANG", "C.UTF-8")
-    if spec.interactive:
+    if spec.on_pty:
         env["TERM"] = DEFAULT_TERM
     env.update(HOME=account.home, USER=account.name, LOGNAME=account.name, SHELL=account.shell)
     env.update(spec.env)

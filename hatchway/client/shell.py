@@ -1,12 +1,18 @@
 """A shell session on the client: the terminal joined to a ``ClientSession``
 (data-channel.md §5.1, §6).
 
-Pipe mode (stdin is not a terminal): stdin is sent as it comes, and at its end we send a
-single Ctrl-D (0x04). The remote shell reads a pty, so Ctrl-D at the start of a line is
-its end of input and it exits, as it would for a user typing it; the session then ends as
-usual, with channel_closed. (The reference client instead ends the session at once on
-stdin EOF, losing output still in flight.) Input that does not end in a newline leaves
-its last line unsubmitted, exactly as typed.
+Pipe mode (stdin is not a terminal): we decline a pty through the agent's optional
+``PseudoTerminal`` action, as ``ssh -T`` does, so the remote shell runs on pipes: no
+prompts, no echo, no escape codes, and its stderr comes apart from its stdout. stdin is
+sent as it comes, and its end is an empty input message, after which the agent closes
+the shell's stdin. The session then ends as usual, with the exit code and channel_closed.
+
+An agent that does not offer the action (the official one, older Hatchway ones) runs the
+shell under a pty anyway. Then we send a single Ctrl-D (0x04) at the end of stdin: at the
+start of a line it is the pty's end of input and the shell exits, as it would for a user
+typing it. (The reference client instead ends the session at once on stdin EOF, losing
+output still in flight.) Input that does not end in a newline leaves its last line
+unsubmitted, exactly as typed.
 """
 
 from __future__ import annotations
@@ -58,7 +64,10 @@ class ShellRunner(SessionRunner):
         log: logging.Logger,
     ) -> None:
         session = ClientSession(
-            options.started.session_id, options.target, session_types=SHELL_SESSION_TYPES
+            options.started.session_id,
+            options.target,
+            session_types=SHELL_SESSION_TYPES,
+            pseudo_terminal=terminal.stdin_is_tty,
         )
         super().__init__(options, api, terminal, log, session)
         self._last_size: tuple[int, int] | None = None
@@ -107,7 +116,10 @@ class ShellRunner(SessionRunner):
     async def _pump_input(self) -> None:
         if not await self._send_stdin(MAX_INPUT_CHUNK):
             return
-        if not self._terminal.stdin_is_tty:
+        if not self._session.pseudo_terminal:
+            self._session.end_input(time.time())
+            self._log.debug("stdin ended: sent the end of input")
+        elif not self._terminal.stdin_is_tty:
             self._session.send_input(END_OF_INPUT, time.time())
             self._log.debug("stdin ended: sent Ctrl-D")
         self._wakeup.set()

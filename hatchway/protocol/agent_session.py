@@ -6,6 +6,9 @@ too, and it tells us the client's version and whether it understands exit codes.
 
 Exit codes travel as PayloadType 12 (``EXIT_CODE: <n>``) only to clients that accept the
 optional ``ExitCodeReporting`` action; the reference client would print the text raw.
+Sessions that run under a pty also offer ``PseudoTerminal``: a client whose input is not
+a terminal declines the pty there, and its session runs on pipes (``SessionReady``
+says so); any other answer, or none, keeps the pty.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ EARLY_INPUT_BYTES = 64 * 1024
 EXIT_CODE_ACTION = ActionType.EXIT_CODE_REPORTING
 # Hatchway's optional handshake actions; reference clients answer "unsupported" to each.
 OPTIONAL_ACTIONS = (ActionType.EXIT_CODE_REPORTING, ActionType.PORT_ERROR_DETAILS)
+# The session types that run under a pty, for which PseudoTerminal is offered.
+PTY_SESSION_TYPES = ("Standard_Stream", "InteractiveCommands")
 KMS_MESSAGE = "This session is encrypted using AWS KMS."
 HANDSHAKE_TIMED_OUT = (
     "Encountered error while initiating handshake. Handshake timed out. Please ensure that "
@@ -75,6 +80,7 @@ class SessionReady:
     client_version: str
     encrypted: bool
     exit_codes: bool
+    pseudo_terminal: bool = True  # False: the client declined a pty; run on pipes
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +149,7 @@ class AgentSession:
         self.client_version = ""
         self.exit_codes = False
         self.port_error_details = False
+        self.pseudo_terminal = True
         self.max_payload = max_payload
         self._random = random_bytes
         self._challenge = random_bytes(16) if self.kms_key_id else b""
@@ -164,7 +171,10 @@ class AgentSession:
             self.kms_key_id,
             self._challenge if self.kms_key_id else None,
         )
-        optional = tuple(RequestedClientAction(action, {}) for action in OPTIONAL_ACTIONS)
+        offered = list(OPTIONAL_ACTIONS)
+        if self.session_type in PTY_SESSION_TYPES:
+            offered.append(ActionType.PSEUDO_TERMINAL)
+        optional = tuple(RequestedClientAction(action, {}) for action in offered)
         actions = (*request.actions, *optional)
         request = HandshakeRequest(request.agent_version, actions)
         self.channel.send(request.to_json(), PayloadType.HANDSHAKE_REQUEST, now=now)
@@ -230,7 +240,9 @@ class AgentSession:
 
     @property
     def send_capacity(self) -> int:
-        return self.channel.send_capacity
+        """Bytes ``send_output`` takes now (in messages of ``max_payload``, sealed if the
+        session is encrypted); wait for acks when it is too small."""
+        return self.channel.capacity(self.max_payload)
 
     def tick(self, now: float) -> None:
         self.channel.tick(now)
@@ -301,6 +313,7 @@ class AgentSession:
                 return
         self.exit_codes = self._accepted(response, ActionType.EXIT_CODE_REPORTING)
         self.port_error_details = self._accepted(response, ActionType.PORT_ERROR_DETAILS)
+        self.pseudo_terminal = not self._declines_pty(response)
         if self.kms_key_id:
             blob = response.kms_ciphertext_key
             if blob is None:
@@ -317,6 +330,18 @@ class AgentSession:
             self._events.append(KmsDecryptNeeded(blob, self.kms_key_id, context))
             return
         self._complete("", now)
+
+    def _declines_pty(self, response: HandshakeResponse) -> bool:
+        """Only an answer to our offer with ``{"Allocate": false}`` turns the pty off."""
+        if self.session_type not in PTY_SESSION_TYPES:
+            return False
+        action = response.action(ActionType.PSEUDO_TERMINAL)
+        return (
+            action is not None
+            and action.succeeded
+            and isinstance(action.result, dict)
+            and action.result.get("Allocate") is False
+        )
 
     @staticmethod
     def _accepted(response: HandshakeResponse, action_type: ActionType) -> bool:
@@ -337,7 +362,12 @@ class AgentSession:
         self.state = State.READY
         self._deadline = None
         self._events.append(
-            SessionReady(self.client_version, self.channel.cipher is not None, self.exit_codes)
+            SessionReady(
+                self.client_version,
+                self.channel.cipher is not None,
+                self.exit_codes,
+                self.pseudo_terminal,
+            )
         )
         early, self._early = self._early, []
         for event in early:

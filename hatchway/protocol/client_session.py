@@ -263,6 +263,7 @@ class ClientSession:
         client_version: str = CLIENT_VERSION,
         channel: DataChannel | None = None,
         max_input_chunk: int = MAX_INPUT_CHUNK,
+        pseudo_terminal: bool = True,
     ) -> None:
         self.channel = channel if channel is not None else DataChannel(Role.CLIENT)
         if self.channel.role is not Role.CLIENT:
@@ -271,6 +272,10 @@ class ClientSession:
         self.target = target
         self.client_version = client_version
         self.max_input_chunk = max_input_chunk
+        # What we ask for when the agent offers PseudoTerminal; ``pseudo_terminal`` is
+        # what was agreed: False only once an agent that offered it was told no.
+        self.wants_pseudo_terminal = pseudo_terminal
+        self.pseudo_terminal = True
         self.state = ClientState.AWAITING_HANDSHAKE
         self.session_type: str | None = None
         self.session_properties: JsonObject = {}
@@ -318,7 +323,7 @@ class ClientSession:
     @property
     def send_capacity(self) -> int:
         """Input bytes ``send_input`` accepts now; wait for acks when it is too small."""
-        return self.channel.send_capacity
+        return self.channel.capacity(self.max_input_chunk)
 
     # --- what the caller sends --------------------------------------------------------
 
@@ -330,14 +335,23 @@ class ClientSession:
         take all of ``data``; nothing is sent then.
         """
         self._require({ClientState.ESTABLISHED}, "send input")
-        if self.channel.buffered_bytes and len(data) > self.channel.send_capacity:
+        if self.channel.buffered_bytes and len(data) > self.send_capacity:
             raise FlowControlError(
                 f"{len(data)} bytes of input do not fit in the send buffer "
-                f"({self.channel.send_capacity} bytes free)"
+                f"({self.send_capacity} bytes free)"
             )
         step = self.max_input_chunk
         for start in range(0, len(data), step):
             self.channel.send(data[start : start + step], PayloadType.OUTPUT, now=now)
+
+    def end_input(self, now: float) -> None:
+        """Our input has ended (stdin reached EOF). Only in a session without a pty: an
+        empty input message, and the agent closes the process's stdin. (With a pty, end
+        of input is a Ctrl-D typed at the start of a line, as in a terminal.)"""
+        self._require({ClientState.ESTABLISHED}, "end input")
+        if self.pseudo_terminal:
+            raise ProtocolError("a session with a pty has no end of input: send Ctrl-D")
+        self.channel.send(b"", PayloadType.OUTPUT, now=now)
 
     def send_size(self, cols: int, rows: int, now: float) -> None:
         """Send the terminal size. Allowed before the session starts: an agent without a
@@ -452,6 +466,10 @@ class ClientSession:
                 challenge = action.parameters.get("Challenge")
                 if isinstance(challenge, str) and challenge:
                     pending.challenge = challenge
+            elif action.action_type == ActionType.PSEUDO_TERMINAL:
+                result: JsonObject = {"Allocate": self.wants_pseudo_terminal}
+                processed = ProcessedClientAction(action.action_type, ActionStatus.SUCCESS, result)
+                self.pseudo_terminal = self.wants_pseudo_terminal
             elif action.action_type in _OPTIONAL_ACTIONS:
                 processed = ProcessedClientAction(action.action_type, ActionStatus.SUCCESS)
             else:

@@ -21,6 +21,7 @@ from .message import PayloadType
 DATA_KEY_BYTES = 64
 NONCE_BYTES = 12
 TAG_BYTES = 16
+SEAL_OVERHEAD = NONCE_BYTES + TAG_BYTES  # what sealing adds to each payload
 CHALLENGE_BYTES = 64
 
 # What each side encrypts (§4.4 step 6). Size, Flag and the handshake stay in clear.

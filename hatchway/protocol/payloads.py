@@ -167,6 +167,12 @@ class ActionType(enum.StrEnum):
     # Hatchway's optional action: a client that accepts it gets the reason after a
     # ConnectToPortError flag (protocol/port.py, ConnectError).
     PORT_ERROR_DETAILS = "PortErrorDetails"
+    # Hatchway's optional action, offered for sessions that run under a pty: a client
+    # whose input is not a terminal answers it with {"Allocate": false}, and the session
+    # then runs on pipes (like `ssh -T`); it ends its input with an empty input message.
+    # A client with a terminal answers {"Allocate": true}; reference clients answer
+    # "unsupported". Either way the session keeps its pty.
+    PSEUDO_TERMINAL = "PseudoTerminal"
 
 
 class ActionStatus(enum.IntEnum):

@@ -26,7 +26,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .crypto import Role, SessionCipher
+from .crypto import SEAL_OVERHEAD, Role, SessionCipher
 from .errors import FlowControlError, ProtocolError
 from .message import AgentMessage, Flags, MessageType, PayloadType, decode
 from .payloads import Acknowledge, ChannelClosed
@@ -211,10 +211,28 @@ class DataChannel:
 
     @property
     def send_capacity(self) -> int:
-        """How many payload bytes ``send()`` accepts right now (0 when full)."""
-        if self.unacked_count >= self._send_limit_messages:
+        """How many bytes of stream data (``PayloadType.OUTPUT``) one ``send()`` accepts
+        right now (0 when full)."""
+        return self.capacity(self._send_limit_bytes)
+
+    def capacity(self, chunk: int, payload_type: int = PayloadType.OUTPUT) -> int:
+        """How many payload bytes ``send()`` accepts right now when they are cut into
+        messages of at most ``chunk`` bytes, as sessions cut their input and output.
+
+        The send buffer keeps the messages as they go on the wire, so it counts what
+        sealing adds to each one (nonce and tag, 28 bytes), and the message limit too.
+        """
+        messages = self._send_limit_messages - self.unacked_count
+        if messages <= 0 or chunk <= 0:
             return 0
-        return max(0, self._send_limit_bytes - self._buffered_bytes)
+        overhead = self._overhead(payload_type)
+        room = self._send_limit_bytes - self._buffered_bytes
+        if room <= overhead:
+            return 0
+        whole, rest = divmod(room, chunk + overhead)
+        if whole >= messages:
+            return messages * chunk
+        return whole * chunk + max(0, rest - overhead)
 
     def send(self, payload: bytes, payload_type: int = PayloadType.OUTPUT, *, now: float) -> int:
         """Queue one stream message; returns its sequence number.
@@ -252,6 +270,12 @@ class DataChannel:
         else:
             self._transmit(entry, now)
         return seq
+
+    def _overhead(self, payload_type: int) -> int:
+        """What sealing adds to a message of ``payload_type``."""
+        if self.cipher is not None and self.cipher.encrypts_outgoing(payload_type):
+            return SEAL_OVERHEAD
+        return 0
 
     def resend_unacked(self, now: float) -> None:
         """Send every unacknowledged message again at once, as after a reconnect."""

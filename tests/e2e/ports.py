@@ -125,6 +125,34 @@ def echo_round_trip(port: int, payload: bytes, host: str = "127.0.0.1") -> bytes
     return b"".join(chunks)
 
 
+def hashed_echo_round_trip(
+    port: int, mebibytes: int, host: str = "127.0.0.1"
+) -> tuple[str, str, int]:
+    """Stream ``mebibytes`` MiB of random bytes through an echo tunnel without keeping
+    them: returns the sha256 of what was sent, of what came back, and how much came back."""
+    import random
+
+    sent, received = hashlib.sha256(), hashlib.sha256()
+    count = 0
+    rng = random.Random(13)
+    with socket.create_connection((host, port), timeout=60) as sock:
+
+        def send() -> None:
+            for _ in range(mebibytes):
+                block = rng.randbytes(1 << 20)
+                sent.update(block)
+                sock.sendall(block)
+            sock.shutdown(socket.SHUT_WR)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        while chunk := sock.recv(1 << 20):
+            received.update(chunk)
+            count += len(chunk)
+        sender.join(60)
+    return sent.hexdigest(), received.hexdigest(), count
+
+
 def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

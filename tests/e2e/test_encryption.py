@@ -185,10 +185,7 @@ def test_an_agent_that_cannot_reach_kms_times_out_the_handshake(stack, client_en
     assert_failed(server, result)
 
 
-def test_an_encrypted_port_session(stack, client_env, relay_frames):
-    from tests.e2e.ports import HttpOrigin, forwarding
-
-    server, agent = stack
+def encrypted_port_document(server, name="Encrypted-Port"):
     key_id = server.client("kms").create_key()["KeyMetadata"]["KeyId"]
     document = {
         "schemaVersion": "1.0",
@@ -202,9 +199,14 @@ def test_an_encrypted_port_session(stack, client_env, relay_frames):
             "type": "LocalPortForwarding",
         },
     }
-    server.client().create_document(
-        Name="Encrypted-Port", Content=json.dumps(document), DocumentType="Session"
-    )
+    server.client().create_document(Name=name, Content=json.dumps(document), DocumentType="Session")
+    return name
+
+
+def test_an_encrypted_port_session(stack, client_env, relay_frames):
+    from tests.e2e.ports import HttpOrigin, forwarding
+
+    server, agent = stack
     body = b"plain-marker-" * 50_000
     with (
         HttpOrigin(body) as origin,
@@ -212,12 +214,35 @@ def test_an_encrypted_port_session(stack, client_env, relay_frames):
             client_env,
             agent.instance_id,
             f"portNumber={origin.port},localPortNumber=0",
-            document="Encrypted-Port",
+            document=encrypted_port_document(server),
         ) as tunnel,
     ):
         assert HttpOrigin.fetch_through(tunnel.port) == body
     assert "This session is encrypted using AWS KMS." in tunnel.output
     assert b"plain-marker-" not in b"".join(relay_frames)
+
+
+def test_256_mib_each_way_through_an_encrypted_port_session(stack, client_env):
+    """Sealing makes every message 28 bytes longer; the send buffers must allow for it
+    (issue 13: the session died with FlowControlError after about 8 MiB in flight)."""
+    from tests.e2e.ports import EchoServer, forwarding, hashed_echo_round_trip
+
+    server, agent = stack
+    with (
+        EchoServer() as echo,
+        forwarding(
+            client_env,
+            agent.instance_id,
+            f"portNumber={echo.port},localPortNumber=0",
+            document=encrypted_port_document(server),
+        ) as tunnel,
+    ):
+        sent, received, count = hashed_echo_round_trip(tunnel.port, 256)
+        assert count == 256 << 20, tunnel.output
+        assert received == sent
+        assert tunnel.process.poll() is None, tunnel.output
+    assert "This session is encrypted using AWS KMS." in tunnel.output
+    assert "FlowControlError" not in tunnel.output
 
 
 def test_a_client_without_kms_is_refused_in_the_agents_words(stack, client_env, pyssm):

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from hatchway.protocol import (
     HandshakeRequest,
     HandshakeResponse,
@@ -76,6 +78,7 @@ def test_handshake_for_a_shell_with_exit_codes():
         "SessionType",
         EXIT_CODE_ACTION,
         "PortErrorDetails",
+        "PseudoTerminal",
     ]
     respond(
         client,
@@ -113,6 +116,61 @@ def test_the_reference_clients_unsupported_answer_turns_exit_codes_off():
     assert ready == SessionReady("1.2.0.0", encrypted=False, exit_codes=False)
     agent.send_exit_code(0, T0)
     assert exchange(agent, client) == []
+
+
+def offered_actions(session_type):
+    agent, client = new_agent(session_type=session_type), DataChannel(Role.CLIENT)
+    agent.start(T0)
+    (request,) = exchange(agent, client)
+    return [a.action_type for a in HandshakeRequest.from_json(request.payload).actions]
+
+
+def test_pseudo_terminal_is_offered_only_to_sessions_with_a_pty():
+    assert "PseudoTerminal" in offered_actions("Standard_Stream")
+    assert "PseudoTerminal" in offered_actions("InteractiveCommands")
+    assert "PseudoTerminal" not in offered_actions("NonInteractiveCommands")
+    assert "PseudoTerminal" not in offered_actions("Port")
+
+
+@pytest.mark.parametrize(
+    ("answer", "pty"),
+    [
+        (ProcessedClientAction("PseudoTerminal", 1, {"Allocate": False}), False),
+        (ProcessedClientAction("PseudoTerminal", 1, {"Allocate": True}), True),
+        (ProcessedClientAction.unsupported("PseudoTerminal"), True),  # reference clients
+        (ProcessedClientAction("PseudoTerminal", 2, {"Allocate": False}), True),  # failed
+        (ProcessedClientAction("PseudoTerminal", 1, None), True),
+        (ProcessedClientAction("PseudoTerminal", 1, {"Allocate": "false"}), True),
+        (None, True),  # clients from before the action
+    ],
+)
+def test_only_a_clients_explicit_no_turns_the_pty_off(answer, pty):
+    agent, client = new_agent(), DataChannel(Role.CLIENT)
+    agent.start(T0)
+    exchange(agent, client)
+    respond(client, [ProcessedClientAction("SessionType", 1), *([answer] if answer else [])])
+    exchange(agent, client)
+    (ready,) = events(agent)
+    assert ready == SessionReady(
+        "1.2.650.0", encrypted=False, exit_codes=False, pseudo_terminal=pty
+    )
+
+
+def test_a_session_without_a_pty_passes_an_empty_message_on_as_the_end_of_input():
+    agent, client = new_agent(), DataChannel(Role.CLIENT)
+    agent.start(T0)
+    exchange(agent, client)
+    respond(
+        client,
+        [
+            ProcessedClientAction("SessionType", 1),
+            ProcessedClientAction("PseudoTerminal", 1, {"Allocate": False}),
+        ],
+    )
+    client.send(b"echo hi\n", now=T0)
+    client.send(b"", now=T0)
+    exchange(agent, client)
+    assert events(agent)[1:] == [InputReceived(b"echo hi\n"), InputReceived(b"")]
 
 
 def test_input_during_the_handshake_is_kept_until_the_session_is_ready():
@@ -194,6 +252,52 @@ def test_kms_handshake_with_challenge():
     agent.send_output(b"secret", T0)
     (out,) = exchange(agent, client)
     assert out.payload == b"secret"  # the client channel decrypted it
+
+
+def encrypted_session(**kwargs):
+    """An agent session through the KMS handshake, and the client's end of its channel."""
+    agent, client = new_agent(kms_key_id="k", **kwargs), DataChannel(Role.CLIENT)
+    agent.start(T0)
+    exchange(agent, client)
+    respond(
+        client,
+        [
+            ProcessedClientAction("SessionType", 1),
+            ProcessedClientAction("KMSEncryption", 1, {"KMSCipherTextKey": "AQID"}),
+        ],
+    )
+    exchange(agent, client)
+    agent.provide_data_key(KEY, T0)
+    (challenge,) = exchange(agent, client)
+    client_cipher = SessionCipher(KEY, Role.CLIENT)
+    sealed = EncChallengeRequest.from_json(challenge.payload).challenge
+    client.set_cipher(client_cipher)
+    answer = EncChallengeResponse(client_cipher.answer_challenge(sealed))
+    client.send(answer.to_json(), PayloadType.ENC_CHALLENGE_RESPONSE, now=T0)
+    exchange(agent, client)
+    assert [type(e) for e in events(agent)] == [KmsDecryptNeeded, SessionReady]
+    return agent, client
+
+
+def test_an_encrypted_port_session_sends_all_the_room_it_offers():
+    """The agent's port forwarding sends ``send_capacity`` bytes at a time, which the
+    session cuts into 64 KiB messages and seals: 28 bytes more each. The room offered
+    must allow for that, or the send buffer overflows mid-way (issue 13: FlowControlError
+    after about 8 MiB in flight)."""
+    agent, client = encrypted_session(session_type="Port", max_payload=64 * 1024)
+    agent.send_output(b"x" * 1000, T0)  # what a first smux frame might leave
+    sent = 1000
+    for _ in range(100):
+        room = agent.send_capacity
+        if room == 0:
+            break
+        agent.send_output(b"y" * room, T0)
+        sent += room
+    assert agent.send_capacity == 0
+    assert agent.channel.buffered_bytes <= 8 * 1024 * 1024
+    # And once the client acknowledges, it all arrives, decrypted.
+    got = exchange(agent, client)
+    assert sum(len(e.payload) for e in got) == sent
 
 
 def test_a_wrong_challenge_answer_fails():

@@ -42,7 +42,7 @@ from hatchway.protocol.client_session import (
     UnknownPayloadReceived,
     parse_exit_code,
 )
-from hatchway.protocol.payloads import RequestedClientAction
+from hatchway.protocol.payloads import ProcessedClientAction, RequestedClientAction
 from hatchway.protocol.port import ConnectError
 from hatchway.protocol.stream import StreamData
 
@@ -161,6 +161,37 @@ def test_unsupported_action_uses_the_reference_quirk():
     }
     assert body["Errors"] == ["Unsupported action Teleport"]
     assert body["ClientVersion"] == CLIENT_VERSION
+
+
+@pytest.mark.parametrize("wanted", [True, False])
+def test_pseudo_terminal_is_answered_with_what_the_client_wants(wanted):
+    pair = Pair(pseudo_terminal=wanted)
+    built = HandshakeRequest.build("3.3.987.0", "Standard_Stream", None)
+    offer = RequestedClientAction("PseudoTerminal", {})
+    request = HandshakeRequest(built.agent_version, (*built.actions, offer)).to_json()
+    pair.agent_sends(request, PayloadType.HANDSHAKE_REQUEST)
+    (response,) = pair.to_agent()
+    answer = HandshakeResponse.from_json(response.payload).action("PseudoTerminal")
+    assert answer == ProcessedClientAction("PseudoTerminal", 1, {"Allocate": wanted})
+    assert HandshakeResponse.from_json(response.payload).errors is None
+    assert pair.client.pseudo_terminal is wanted
+    pair.agent_sends(HandshakeComplete(5, "").to_json(), PayloadType.HANDSHAKE_COMPLETE)
+    if wanted:
+        with pytest.raises(ProtocolError):
+            pair.client.end_input(pair.now)
+    else:
+        pair.client.send_input(b"echo hi\n", pair.now)
+        pair.client.end_input(pair.now)
+        assert [m.payload for m in pair.to_agent()] == [b"echo hi\n", b""]
+
+
+def test_an_agent_that_does_not_offer_pseudo_terminal_keeps_the_pty():
+    pair = Pair(pseudo_terminal=False)
+    pair.agent_sends(shell_request(), PayloadType.HANDSHAKE_REQUEST)
+    pair.agent_sends(HandshakeComplete(5, "").to_json(), PayloadType.HANDSHAKE_COMPLETE)
+    assert pair.client.pseudo_terminal is True
+    with pytest.raises(ProtocolError):
+        pair.client.end_input(pair.now)
 
 
 @pytest.mark.parametrize(
@@ -285,6 +316,42 @@ def test_kms_handshake_challenge_and_encrypted_traffic():
     assert sealed.payload != b"whoami\r"  # sealed on the wire
     assert len(sealed.payload) == 12 + len(b"whoami\r") + 16
     assert size.payload == b'{"cols":80,"rows":24}'  # size stays in clear
+
+
+def encrypted_pair(**session_args):
+    """A Pair through the KMS handshake, with both ends sealing."""
+    pair = Pair(**session_args)
+    pair.agent_sends(shell_request(kms_key_id="alias/session"), PayloadType.HANDSHAKE_REQUEST)
+    pair.client.provide_data_key(b"blob", DATA_KEY, pair.now)
+    pair.to_agent()
+    agent_cipher = SessionCipher(DATA_KEY, Role.AGENT)
+    pair.agent_sends(
+        EncChallengeRequest(agent_cipher.encrypt(os.urandom(64))).to_json(),
+        PayloadType.ENC_CHALLENGE_REQUEST,
+    )
+    pair.agent.set_cipher(agent_cipher)
+    pair.agent_sends(HandshakeComplete(5, "").to_json(), PayloadType.HANDSHAKE_COMPLETE)
+    assert pair.client.state is ClientState.ESTABLISHED
+    pair.to_agent()
+    return pair
+
+
+@pytest.mark.parametrize("chunk", [1024, 64 * 1024])
+def test_encrypted_input_takes_all_the_room_it_offers(chunk):
+    """Sealed input messages are 28 bytes longer than the input: ``send_capacity``
+    allows for that, so sending all of it at once never overflows the send buffer."""
+    pair = encrypted_pair(max_input_chunk=chunk)
+    pair.client.send_input(b"x" * 100, pair.now)
+    sent = 100
+    for _ in range(10_000):
+        room = pair.client.send_capacity
+        if room == 0:
+            break
+        pair.client.send_input(b"y" * room, pair.now)
+        sent += room
+    assert pair.client.send_capacity == 0
+    assert pair.client.channel.buffered_bytes <= 8 * 1024 * 1024
+    assert sum(len(m.payload) for m in pair.to_agent()) == sent
 
 
 def test_refusing_kms_fails_the_action():

@@ -244,6 +244,48 @@ def test_malformed_frames_raise_and_leave_the_channel_usable():
     assert stream_bytes(drain(client)) == b"fine"
 
 
+def fill(channel, chunk, payload_type=PayloadType.OUTPUT):
+    """Send all the room ``capacity`` offers, in ``chunk``-byte messages, until it is 0."""
+    for _ in range(10_000):
+        room = channel.capacity(chunk, payload_type)
+        if room == 0:
+            return
+        for start in range(0, room, chunk):
+            channel.send(b"x" * min(chunk, room - start), payload_type, now=T0)
+    raise AssertionError("the send buffer never filled")
+
+
+@given(
+    limit=st.integers(1, 50_000),
+    messages=st.integers(1, 50),
+    chunk=st.integers(1, 5_000),
+    encrypted=st.booleans(),
+    payload_type=st.sampled_from([PayloadType.OUTPUT, PayloadType.SIZE]),
+)
+def test_the_room_offered_is_the_room_send_takes(limit, messages, chunk, encrypted, payload_type):
+    """Sealing makes each message 28 bytes longer than what the caller gave: the room
+    offered allows for it, so sending all of it never raises FlowControlError."""
+    channel = DataChannel(Role.AGENT, send_buffer_bytes=limit, send_buffer_messages=messages)
+    if encrypted:
+        channel.set_cipher(SessionCipher(bytes(range(64)), Role.AGENT))
+    channel.send(b"first", now=T0)  # an empty buffer takes any one message
+    fill(channel, chunk, payload_type)
+    assert channel.buffered_bytes <= max(limit, len(b"first") + 28 * encrypted)
+    assert channel.unacked_count <= messages
+    with pytest.raises(FlowControlError):
+        channel.send(b"x" * (chunk + 28), payload_type, now=T0)
+
+
+def test_an_encrypted_channel_fills_its_send_buffer_with_ciphertext():
+    agent = DataChannel(Role.AGENT, send_buffer_bytes=8 * 1024 * 1024)
+    agent.set_cipher(SessionCipher(bytes(range(64)), Role.AGENT))
+    assert agent.send_capacity == 8 * 1024 * 1024 - 28
+    assert agent.capacity(65536, PayloadType.FLAG) == 8 * 1024 * 1024  # flags are not sealed
+    agent.send(b"x" * 1000, now=T0)
+    fill(agent, 65536)
+    assert agent.buffered_bytes == 8 * 1024 * 1024  # full, and not one byte over
+
+
 def test_encryption_applies_to_the_right_payload_types_only():
     key = bytes(range(64))
     client, agent = DataChannel(Role.CLIENT), DataChannel(Role.AGENT)

@@ -543,7 +543,9 @@ def shell_transcript() -> list[dict[str, Any]]:
     t = Transcript()
     t.agent_sends(
         shell_request(
-            RequestedClientAction("ExitCodeReporting"), RequestedClientAction("Teleport")
+            RequestedClientAction("ExitCodeReporting"),
+            RequestedClientAction("Teleport"),
+            RequestedClientAction("PseudoTerminal"),  # a terminal keeps its pty
         ),
         PayloadType.HANDSHAKE_REQUEST,
     )

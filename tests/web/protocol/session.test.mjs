@@ -302,7 +302,12 @@ test('tampered encrypted output fails the session', async () => {
 test('handshake answers: unsupported actions, Hatchway options, unknown and refused session types', async () => {
   const pair = new Pair();
   await pair.agentSends(
-    shellRequest({ ActionType: 'Teleport', ActionParameters: { To: 'Mars' } }, { ActionType: 'ExitCodeReporting' }, { ActionType: 'PortErrorDetails' }),
+    shellRequest(
+      { ActionType: 'Teleport', ActionParameters: { To: 'Mars' } },
+      { ActionType: 'ExitCodeReporting' },
+      { ActionType: 'PortErrorDetails' },
+      { ActionType: 'PseudoTerminal' },
+    ),
     PayloadType.HANDSHAKE_REQUEST,
   );
   const [response] = await pair.toAgent();
@@ -311,7 +316,9 @@ test('handshake answers: unsupported actions, Hatchway options, unknown and refu
     '{"ClientVersion":"1.2.650.0","ProcessedClientActions":[{"ActionType":"SessionType","ActionStatus":1,"ActionResult":null,"Error":""},' +
       '{"ActionType":"Teleport","ActionStatus":0,"ActionResult":3,"Error":"Unsupported action Teleport"},' +
       '{"ActionType":"ExitCodeReporting","ActionStatus":1,"ActionResult":null,"Error":""},' +
-      '{"ActionType":"PortErrorDetails","ActionStatus":1,"ActionResult":null,"Error":""}],"Errors":["Unsupported action Teleport"]}',
+      '{"ActionType":"PortErrorDetails","ActionStatus":1,"ActionResult":null,"Error":""},' +
+      // The browser is a terminal: it keeps the pty the agent offers to do without.
+      '{"ActionType":"PseudoTerminal","ActionStatus":1,"ActionResult":{"Allocate":true},"Error":""}],"Errors":["Unsupported action Teleport"]}',
   );
   for (const [type, error] of [
     ['Bogus', 'Unknown session type Bogus'],

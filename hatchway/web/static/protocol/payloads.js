@@ -14,6 +14,9 @@ export const ActionType = Object.freeze({
   // ConnectToPortError flag. Reference clients answer "unsupported" and get neither.
   EXIT_CODE_REPORTING: 'ExitCodeReporting',
   PORT_ERROR_DETAILS: 'PortErrorDetails',
+  // Offered for sessions under a pty: a client whose input is not a terminal answers
+  // {Allocate: false} and gets a session on pipes. The browser is always a terminal.
+  PSEUDO_TERMINAL: 'PseudoTerminal',
 });
 
 export const ActionStatus = Object.freeze({ SUCCESS: 1, FAILED: 2, UNSUPPORTED: 3 });

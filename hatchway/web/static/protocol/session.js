@@ -452,6 +452,9 @@ export class ClientSession {
         // and acknowledged (data-channel.md §4.5).
         const challenge = action.parameters?.Challenge;
         if (typeof challenge === 'string' && challenge) pending.challenge = challenge;
+      } else if (action.actionType === ActionType.PSEUDO_TERMINAL) {
+        // The browser is a terminal: it always keeps the pty.
+        processed = processedAction(action.actionType, ActionStatus.SUCCESS, Object.freeze({ Allocate: true }));
       } else if (OPTIONAL_ACTIONS.has(action.actionType)) {
         processed = processedAction(action.actionType, ActionStatus.SUCCESS);
       } else {
