@@ -39,7 +39,7 @@ from ..protocol.client_session import (
 from ..protocol.errors import ProtocolError
 from .config import StartedSession
 from .connection import DataChannelDialer, DataChannelLink, DataChannelSocket, RetryPolicy
-from .control import ControlPlane
+from .controlplane import ControlPlane
 from .errors import ClientFailure, ExitStatus, Interrupted, SessionBroken, UnsupportedSession
 from .terminal import OutputClosed, Terminal
 
