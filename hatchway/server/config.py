@@ -25,6 +25,8 @@ class ServerConfig:
     token_lifetime: timedelta = timedelta(minutes=2)
     # A node whose control channel has been silent this long is shown as ConnectionLost.
     ping_timeout: timedelta = timedelta(minutes=3)
+    # How often this server records in the database that its control channels are alive.
+    heartbeat_seconds: float = 30.0
     max_body_bytes: int = 1024 * 1024
     # Seconds in a "minute" of idleSessionTimeout and maxSessionDuration; tests shrink it.
     preference_minute: float = 60.0

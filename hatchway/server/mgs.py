@@ -29,11 +29,11 @@ from .auth import authenticate
 from .iam.principals import Principal, PrincipalKind
 from .state import ServerState
 from .storage.models import ManagedInstance, Session
+from .supervise import Supervisor
 
 log = logging.getLogger("hatchway.server.mgs")
 
 SIGNING_NAME = "ssmmessages"
-HEARTBEAT_SECONDS = 30.0
 CONTROL_PING_SECONDS = 60.0
 
 
@@ -84,7 +84,7 @@ class MessageGateway:
         self.state = state
         self.channels: dict[str, ControlChannel] = {}
         self._channel_opened = asyncio.Event()
-        self._heartbeat: asyncio.Task[None] | None = None
+        self.supervisor = Supervisor()
         self.task_complete_handlers: list[Any] = []
         self._background: set[asyncio.Task[None]] = set()
         # Diagnostic requests sent to agents, by RequestId: (instance id, its answer).
@@ -93,13 +93,10 @@ class MessageGateway:
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._heartbeat = asyncio.create_task(self._keep_pings_fresh())
+        self.supervisor.start("control channel heartbeat", self._keep_pings_fresh)
 
     async def close(self) -> None:
-        if self._heartbeat:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+        await self.supervisor.stop()
         await self.close_channels()
 
     async def close_channels(self) -> None:
@@ -108,12 +105,12 @@ class MessageGateway:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await channel.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
-    async def _keep_pings_fresh(self) -> None:
-        # A live channel counts as a ping; other server nodes read last_ping from the database.
-        while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
-            if self.channels:
-                await self._mark(list(self.channels), connected=True)
+    async def _keep_pings_fresh(self) -> float:
+        """A live channel counts as a ping; other server nodes read last_ping from the
+        database. The seconds until the next one."""
+        if self.channels:
+            await self._mark(list(self.channels), connected=True)
+        return self.state.config.heartbeat_seconds
 
     async def _mark(self, instance_ids: list[str], *, connected: bool) -> None:
         values: dict[str, Any] = {

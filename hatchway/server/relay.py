@@ -10,15 +10,12 @@ retransmits them.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import socket
 import time
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -35,17 +32,20 @@ from ..protocol import (
 from . import tokens
 from .auth import authenticate
 from .iam.principals import PrincipalKind
+from .limits import SessionLimits
 from .mgs import SIGNING_NAME, token_response, xml_error
+from .pairing import JOINABLE, may_join, role_of
+from .pairing import Pairing as SocketPairing
 from .state import ServerState
 from .storage.models import Session
+from .supervise import Supervisor
 
 log = logging.getLogger("hatchway.server.relay")
 
-PENDING_FRAMES = 256
-PENDING_BYTES = 4 * 1024 * 1024
 OPEN_TIMEOUT = 30.0
 MAX_FRAME = 4 * 1024 * 1024
-JOINABLE = ("Connecting", "Connected", "Disconnected")  # a side may (re)join
+# The watchdog looks at the limits at least this often (sooner when a deadline is nearer).
+LIMITS_CHECK_SECONDS = 1.0
 
 
 def now_utc() -> datetime:
@@ -59,65 +59,17 @@ def set_nodelay(request: web.Request) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-@dataclass
-class Side:
-    """One end of a session: its socket (when connected) and what waits for it."""
-
-    name: str  # "client" or "agent"
-    ws: web.WebSocketResponse | None = None
-    pending: deque[bytes] = field(default_factory=deque)
-    pending_bytes: int = 0
-    dropped: int = 0
-
-    def queue(self, frame: bytes) -> None:
-        if len(self.pending) >= PENDING_FRAMES or self.pending_bytes + len(frame) > PENDING_BYTES:
-            self.dropped += 1  # the sender's retransmission will bring it again
-            return
-        self.pending.append(frame)
-        self.pending_bytes += len(frame)
-
-
-IDLE_MESSAGE = "Your session timed out due to inactivity and has been terminated."
-MAX_DURATION_MESSAGE = "Your session has reached its maximum duration and has been terminated."
-
-
-@dataclass
-class Limits:
-    """The document's idleSessionTimeout and maxSessionDuration, in seconds.
-
-    ``started`` is when the session began and ``armed`` when this server began watching
-    it; after a restart, idle time counts from ``armed``, not from before the restart."""
-
-    idle: float | None
-    max_duration: float | None
-    started: float = field(default_factory=time.monotonic)
-    armed: float = field(default_factory=time.monotonic)
-
-
-@dataclass
-class Pairing:
-    session_id: str
-    target: str
-    last_activity: float = field(default_factory=time.monotonic)
-    client: Side = field(default_factory=lambda: Side("client"))
-    agent: Side = field(default_factory=lambda: Side("agent"))
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    closed: bool = False
-
-    def side(self, role: str) -> Side:
-        return self.client if role == "client" else self.agent
-
-    def peer(self, role: str) -> Side:
-        return self.agent if role == "client" else self.client
+# A session's two ends, as this relay holds them: WebSockets.
+Pairing = SocketPairing[web.WebSocketResponse]
 
 
 class Relay:
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.pairings: dict[str, Pairing] = {}
-        self.limits: dict[str, Limits] = {}
+        self.limits = SessionLimits()
         self.on_expired: list[Callable[[str, str], Awaitable[None]]] = []
-        self._watchdog: asyncio.Task[None] | None = None
+        self.supervisor = Supervisor()
 
     def set_limits(
         self,
@@ -128,39 +80,27 @@ class Relay:
     ) -> None:
         """Watch a session's limits; ``age`` is how long ago (seconds) it started."""
         minute = self.state.config.preference_minute
-        self.limits[session_id] = Limits(
-            idle_minutes * minute if idle_minutes else None,
-            max_minutes * minute if max_minutes else None,
-            started=time.monotonic() - age,
+        now = time.time()
+        self.limits.watch(
+            session_id,
+            now,
+            idle=idle_minutes * minute if idle_minutes else None,
+            max_duration=max_minutes * minute if max_minutes else None,
+            started=now - age,
         )
-        if self._watchdog is None or self._watchdog.done():
-            self._watchdog = asyncio.create_task(self._enforce_limits())
+        self.supervisor.start("session limits watchdog", self._enforce_limits)
 
-    async def _enforce_limits(self) -> None:
-        """End sessions that idled or ran past their limit, as the service does (agent.md §4.6)."""
-        while self.limits:
-            step = min(
-                [1.0]
-                + [lim.idle / 4 for lim in self.limits.values() if lim.idle]
-                + [lim.max_duration / 4 for lim in self.limits.values() if lim.max_duration]
-            )
-            await asyncio.sleep(step)
-            moment = time.monotonic()
-            for session_id, limit in list(self.limits.items()):
-                pairing = self.pairings.get(session_id)
-                last = pairing.last_activity if pairing else limit.armed
-                reason = None
-                if limit.max_duration and moment - limit.started >= limit.max_duration:
-                    reason = MAX_DURATION_MESSAGE
-                elif limit.idle and moment - max(last, limit.armed) >= limit.idle:
-                    reason = IDLE_MESSAGE
-                if reason is not None:
-                    self.limits.pop(session_id, None)
-                    log.info(
-                        "session limit reached", extra={"session_id": session_id, "reason": reason}
-                    )
-                    for handler in self.on_expired:
-                        await handler(session_id, reason)
+    async def _enforce_limits(self) -> float:
+        """End sessions that idled or ran past their limit, as the service does (agent.md
+        §4.6); the seconds until the next look. A session stays watched until its end is
+        recorded, so a failure (the database is away) is retried."""
+        for session_id, reason in self.limits.expired(time.time()):
+            log.info("session limit reached", extra={"session_id": session_id, "reason": reason})
+            for handler in self.on_expired:
+                await handler(session_id, reason)
+            self.limits.forget(session_id)
+        wait = self.limits.seconds_to_next(time.time())
+        return LIMITS_CHECK_SECONDS if wait is None else min(wait, LIMITS_CHECK_SECONDS)
 
     # --- REST: the agent asks for its data-channel token ----------------------------------
 
@@ -237,13 +177,12 @@ class Relay:
             )
             await ws.close(message=b"expected OpenDataChannel")
             return None
-        role = "agent" if opening.client_instance_id else "client"
+        role = role_of(opening.client_instance_id)
         async with self.state.db() as db, db.begin():
             session = await db.get(Session, session_id)
             valid = (
                 session is not None
-                and session.status in JOINABLE
-                and (role == "client" or signed_by_node == session.target)
+                and may_join(session.status, role, session.target, signed_by_node)
                 and await tokens.redeem(db, opening.token, session_id, role, now_utc())
             )
         if not valid or session is None:
@@ -252,24 +191,18 @@ class Relay:
             )
             await ws.close(message=b"the token is not valid for this session")
             return None
-        pairing = self.pairings.get(session_id)
-        if pairing is None:
-            pairing = self.pairings[session_id] = Pairing(session_id, session.target)
+        if session_id not in self.pairings:
+            self.pairings[session_id] = Pairing(session_id, session.target)
         return role
 
     async def _serve(self, ws: web.WebSocketResponse, session_id: str, role: str) -> None:
         pairing = self.pairings[session_id]
-        side = pairing.side(role)
-        async with pairing.lock:
-            previous, side.ws = side.ws, ws
-            waiting = list(side.pending)
-            side.pending.clear()
-            side.pending_bytes = 0
-        if previous is not None:
-            await previous.close(message=b"replaced by a newer connection")
-        for frame in waiting:
+        attached = pairing.attach(role, ws)
+        if attached.previous is not None:
+            await attached.previous.close(message=b"replaced by a newer connection")
+        for frame in attached.waiting:
             await ws.send_bytes(frame)
-        if pairing.client.ws is not None and pairing.agent.ws is not None:
+        if attached.both_connected:
             await self._set_status(session_id, "Connected")
         log.info(
             "data channel open",
@@ -282,12 +215,11 @@ class Relay:
                 elif frame.type == WSMsgType.ERROR:
                     break
         finally:
-            if side.ws is ws:
-                side.ws = None
+            pairing.detach(role, ws)
             log.info("data channel closed", extra={"session_id": session_id, "role": role})
 
     async def _forward(self, pairing: Pairing, role: str, frame: bytes) -> None:
-        pairing.last_activity = time.monotonic()
+        self.limits.activity(pairing.session_id, time.time())
         peer = pairing.peer(role)
         target = peer.ws
         if target is None or target.closed:
@@ -308,7 +240,7 @@ class Relay:
 
     async def close_session(self, session_id: str, output: str) -> None:
         """Tell the client the session is over (with the agent's output), then hang up."""
-        self.limits.pop(session_id, None)
+        self.limits.forget(session_id)
         pairing = self.pairings.pop(session_id, None)
         if pairing is None:
             return
@@ -335,8 +267,7 @@ class Relay:
     async def close_all(self) -> None:
         """Hang up every socket with 1001 (going away) and no channel_closed: the sessions
         live on, and their clients and agents reconnect to the server that comes next."""
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+        await self.supervisor.stop()
         for pairing in list(self.pairings.values()):
             for side in (pairing.client, pairing.agent):
                 if side.ws is not None and not side.ws.closed:
