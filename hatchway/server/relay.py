@@ -77,8 +77,12 @@ class Relay:
         idle_minutes: int | None,
         max_minutes: int | None,
         age: float = 0.0,
+        *,
+        join_deadline: float | None = None,
+        joined: bool = False,
     ) -> None:
-        """Watch a session's limits; ``age`` is how long ago (seconds) it started."""
+        """Watch a session's limits; ``age`` is how long ago (seconds) it started, and
+        ``join_deadline`` (wall-clock seconds) when its client must have joined by."""
         minute = self.state.config.preference_minute
         now = time.time()
         self.limits.watch(
@@ -87,6 +91,8 @@ class Relay:
             idle=idle_minutes * minute if idle_minutes else None,
             max_duration=max_minutes * minute if max_minutes else None,
             started=now - age,
+            join_deadline=join_deadline,
+            joined=joined,
         )
         self.supervisor.start("session limits watchdog", self._enforce_limits)
 
@@ -94,11 +100,14 @@ class Relay:
         """End sessions that idled or ran past their limit, as the service does (agent.md
         §4.6); the seconds until the next look. A session stays watched until its end is
         recorded, so a failure (the database is away) is retried."""
-        for session_id, reason in self.limits.expired(time.time()):
+        now = time.time()
+        for session_id, reason in self.limits.expired(now):
             log.info("session limit reached", extra={"session_id": session_id, "reason": reason})
             for handler in self.on_expired:
                 await handler(session_id, reason)
-            self.limits.forget(session_id)
+            watch = self.limits.get(session_id)
+            if watch is not None and watch.reason(now) is not None:
+                self.limits.forget(session_id)  # ended (a handler may find it must not be)
         wait = self.limits.seconds_to_next(time.time())
         return LIMITS_CHECK_SECONDS if wait is None else min(wait, LIMITS_CHECK_SECONDS)
 
@@ -193,6 +202,8 @@ class Relay:
             return None
         if session_id not in self.pairings:
             self.pairings[session_id] = Pairing(session_id, session.target)
+        if role == "client":
+            self.limits.joined(session_id)
         return role
 
     async def _serve(self, ws: web.WebSocketResponse, session_id: str, role: str) -> None:

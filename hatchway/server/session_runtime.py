@@ -6,17 +6,21 @@ import json
 import logging
 import re
 import uuid
+from datetime import datetime
 from typing import Any
+
+from sqlalchemy import select
 
 from ..aws.errors import ValidationException
 from ..protocol import AgentMessage, ChannelClosed, Flags, MessageType
 from . import documents as docs
 from .iam.principals import Principal
+from .limits import JOIN_MESSAGE
 from .mgs import MessageGateway, interactive_shell_message, millis, now_utc
 from .relay import Relay
 from .session_records import finish_session
 from .state import Call, ServerState
-from .storage.models import Session
+from .storage.models import Session, SessionToken
 
 log = logging.getLogger("hatchway.server.sessions")
 
@@ -72,7 +76,10 @@ class SessionRuntime:
             )
             return False
         self.relay.set_limits(
-            session_id, preferences.idle_timeout_minutes, preferences.max_duration_minutes
+            session_id,
+            preferences.idle_timeout_minutes,
+            preferences.max_duration_minutes,
+            join_deadline=(call.now + self.state.config.token_lifetime).timestamp(),
         )
         log.info(
             "session started",
@@ -104,22 +111,62 @@ class SessionRuntime:
         await self.relay.close_session(session_id, reason)
         log.info("session terminated", extra={"session_id": session_id, "target": row.target})
 
+    def client_token_issued(self, session_id: str, expires: datetime) -> None:
+        """ResumeSession gave the client a new token: it may join until that expires."""
+        self.relay.limits.extend_join(session_id, expires.timestamp())
+
+    async def client_joined(self, session_id: str) -> bool:
+        """Whether a client token of the session was redeemed, on any server."""
+        async with self.state.db() as db:
+            used = await db.scalar(
+                select(SessionToken.token_hash)
+                .where(
+                    SessionToken.subject == session_id,
+                    SessionToken.role == "client",
+                    SessionToken.used.is_(True),
+                )
+                .limit(1)
+            )
+        return used is not None
+
     async def rearm_limits(
         self, sessions: list[tuple[Session, docs.SessionPreferences | None]]
     ) -> None:
-        """After a restart, watch the idle and duration limits of the sessions still open
-        (each with its document's preferences, None when they cannot be read)."""
+        """After a restart, watch the limits of the sessions still open (each with its
+        document's preferences, None when they cannot be read). Whether the client has
+        joined, and until when it may, comes from its tokens: a redeemed one means it did."""
         for row, prefs in sessions:
             if prefs is None:
                 continue
+            async with self.state.db() as db:
+                tokens = list(
+                    await db.scalars(
+                        select(SessionToken).where(
+                            SessionToken.subject == row.session_id, SessionToken.role == "client"
+                        )
+                    )
+                )
+            joined = row.status != "Connecting" or any(token.used for token in tokens)
+            deadline = max((token.expires for token in tokens), default=row.start_date)
             age = (now_utc() - row.start_date).total_seconds()
             self.relay.set_limits(
-                row.session_id, prefs.idle_timeout_minutes, prefs.max_duration_minutes, age
+                row.session_id,
+                prefs.idle_timeout_minutes,
+                prefs.max_duration_minutes,
+                age,
+                join_deadline=deadline.timestamp(),
+                joined=joined,
             )
 
     async def on_expired(self, session_id: str, reason: str) -> None:
-        """The idle timeout or the maximum duration ended the session."""
-        if await finish_session(self.state.db, session_id, "Terminated", now_utc(), reason):
+        """The idle timeout, the maximum duration or the join deadline ended the session.
+        A client that never joined makes it a session that failed to start."""
+        if reason == JOIN_MESSAGE and await self.client_joined(session_id):
+            # It joined through another server sharing the database: not ours to end.
+            self.relay.limits.joined(session_id)
+            return
+        status = "Failed" if reason == JOIN_MESSAGE else "Terminated"
+        if await finish_session(self.state.db, session_id, status, now_utc(), reason):
             await self.terminate(session_id, reason)
 
     async def on_task_complete(self, session_id: str, status: str, output: str) -> None:

@@ -54,6 +54,18 @@ def test_an_expired_token_is_refused(server, ssm, node):
     started = ssm.start_session(Target=node.instance_id)
     time.sleep(0.5)
     assert not asyncio.run(admitted(started["StreamUrl"], started["TokenValue"]))
-    # ResumeSession gives a fresh one, which works.
+    # The client did not join before its token expired: the session ends, and resuming it
+    # gives no token.
+    for _ in range(400):
+        history = ssm.describe_sessions(State="History")["Sessions"]
+        if history:
+            break
+        time.sleep(0.05)
+    assert [s["SessionId"] for s in history] == [started["SessionId"]]
+    assert ssm.resume_session(SessionId=started["SessionId"]).get("TokenValue") is None
+
+
+def test_a_resumed_token_opens_the_session(ssm, node):
+    started = ssm.start_session(Target=node.instance_id)
     resumed = ssm.resume_session(SessionId=started["SessionId"])
     assert asyncio.run(admitted(resumed["StreamUrl"], resumed["TokenValue"]))

@@ -129,6 +129,9 @@ async def resume_session(call: Call, params: dict[str, Any]) -> dict[str, Any]:
         token = await tokens.issue(
             db, session_id, "client", call.now, call.state.config.token_lifetime
         )
+    runtime = call.state.services.find(SessionRuntime)
+    if runtime is not None:
+        runtime.client_token_issued(session_id, call.now + call.state.config.token_lifetime)
     return {"SessionId": session_id, "TokenValue": token, "StreamUrl": stream_url(call, session_id)}
 
 
