@@ -30,6 +30,9 @@ class ServerConfig:
     max_body_bytes: int = 1024 * 1024
     # Seconds in a "minute" of idleSessionTimeout and maxSessionDuration; tests shrink it.
     preference_minute: float = 60.0
+    # How often a session's last activity is saved (so a restart keeps its idle clock);
+    # a crash loses at most this much of it.
+    activity_save_seconds: float = 30.0
     # How long HatchwayDiagnoseInstance waits for the agent's answer (doctor).
     agent_answer_seconds: float = 15.0
 

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from aiohttp import WSCloseCode, WSMsgType, web
+from sqlalchemy import update
 
 from ..aws.errors import AccessDeniedException, AwsError
 from ..protocol import (
@@ -80,9 +81,11 @@ class Relay:
         *,
         join_deadline: float | None = None,
         joined: bool = False,
+        last_activity: float | None = None,
     ) -> None:
-        """Watch a session's limits; ``age`` is how long ago (seconds) it started, and
-        ``join_deadline`` (wall-clock seconds) when its client must have joined by."""
+        """Watch a session's limits; ``age`` is how long ago (seconds) it started,
+        ``join_deadline`` (wall-clock seconds) when its client must have joined by, and
+        ``last_activity`` (wall-clock seconds) what a restart found saved."""
         minute = self.state.config.preference_minute
         now = time.time()
         self.limits.watch(
@@ -93,8 +96,10 @@ class Relay:
             started=now - age,
             join_deadline=join_deadline,
             joined=joined,
+            last_activity=last_activity,
         )
         self.supervisor.start("session limits watchdog", self._enforce_limits)
+        self.supervisor.start("session activity saver", self._save_activity)
 
     async def _enforce_limits(self) -> float:
         """End sessions that idled or ran past their limit, as the service does (agent.md
@@ -110,6 +115,21 @@ class Relay:
                 self.limits.forget(session_id)  # ended (a handler may find it must not be)
         wait = self.limits.seconds_to_next(time.time())
         return LIMITS_CHECK_SECONDS if wait is None else min(wait, LIMITS_CHECK_SECONDS)
+
+    async def _save_activity(self) -> float:
+        """Save the sessions' last activity, at a low rate (not per frame): after a
+        restart, the idle timeout counts from it. The seconds until the next save."""
+        unsaved = self.limits.unsaved_activity()
+        if unsaved:
+            async with self.state.db() as db, db.begin():
+                for session_id, moment in unsaved.items():
+                    await db.execute(
+                        update(Session)
+                        .where(Session.session_id == session_id)
+                        .values(last_activity=datetime.fromtimestamp(moment, UTC))
+                    )
+            self.limits.saved(unsaved)
+        return self.state.config.activity_save_seconds
 
     # --- REST: the agent asks for its data-channel token ----------------------------------
 
@@ -279,6 +299,10 @@ class Relay:
         """Hang up every socket with 1001 (going away) and no channel_closed: the sessions
         live on, and their clients and agents reconnect to the server that comes next."""
         await self.supervisor.stop()
+        try:
+            await self._save_activity()  # what the last periodic save did not catch
+        except Exception as exc:  # the database may be what is going away
+            log.warning("could not save the sessions' last activity", extra={"error": str(exc)})
         for pairing in list(self.pairings.values()):
             for side in (pairing.client, pairing.agent):
                 if side.ws is not None and not side.ws.closed:

@@ -156,6 +156,7 @@ class SessionRuntime:
                 age,
                 join_deadline=deadline.timestamp(),
                 joined=joined,
+                last_activity=row.last_activity.timestamp() if row.last_activity else None,
             )
 
     async def on_expired(self, session_id: str, reason: str) -> None:

@@ -90,6 +90,7 @@ async def start_session(call: Call, params: dict[str, Any]) -> dict[str, Any]:
                 reason=reason,
                 status="Connecting",
                 start_date=call.now,
+                last_activity=call.now,
                 parameters={k: list(val) for k, val in supplied.items()},
                 details="",
                 max_session_duration=str(preferences.max_duration_minutes or ""),
