@@ -133,11 +133,10 @@ class SessionRuntime:
         self, sessions: list[tuple[Session, docs.SessionPreferences | None]]
     ) -> None:
         """After a restart, watch the limits of the sessions still open (each with its
-        document's preferences, None when they cannot be read). Whether the client has
-        joined, and until when it may, comes from its tokens: a redeemed one means it did."""
+        document's preferences; None when they cannot be read, and then only the join
+        deadline is watched). Whether the client has joined, and until when it may, comes
+        from its tokens: a redeemed one means it did."""
         for row, prefs in sessions:
-            if prefs is None:
-                continue
             async with self.state.db() as db:
                 tokens = list(
                     await db.scalars(
@@ -151,8 +150,8 @@ class SessionRuntime:
             age = (now_utc() - row.start_date).total_seconds()
             self.relay.set_limits(
                 row.session_id,
-                prefs.idle_timeout_minutes,
-                prefs.max_duration_minutes,
+                prefs.idle_timeout_minutes if prefs else None,
+                prefs.max_duration_minutes if prefs else None,
                 age,
                 join_deadline=deadline.timestamp(),
                 joined=joined,
