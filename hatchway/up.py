@@ -27,6 +27,7 @@ from .agent.identity import Identity, IdentityError
 from .agent.register import register
 from .server.app import STATE
 from .server.config import ServerConfig
+from .server.mgs import MessageGateway
 from .server.run import describe_start, serve
 
 log = logging.getLogger("hatchway.up")
@@ -137,7 +138,7 @@ async def run_up(home: Path, host: str, port: int, stop: asyncio.Event) -> None:
     try:
         # Say "ready" only once a session can start: the agent has connected.
         connected = asyncio.create_task(
-            app[STATE].extensions["control"].wait_connected(identity.instance_id)
+            app[STATE].services.get(MessageGateway).wait_connected(identity.instance_id)
         )
         await asyncio.wait(
             {connected, agent, server},

@@ -29,9 +29,36 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class PostgresServer:
+    """A running cluster that a test may stop and start again (same port, same data)."""
+
+    def __init__(self, binaries: Path, folder: Path, as_user: list[str]) -> None:
+        self.binaries, self.folder, self.as_user = binaries, folder, as_user
+        self.data, self.port = folder / "data", _free_port()
+        self.url = f"postgresql://hatchway@127.0.0.1:{self.port}/hatchway"
+
+    def run(self, *args: str) -> None:
+        subprocess.run(
+            [*self.as_user, *args], check=True, capture_output=True, timeout=120, cwd=self.folder
+        )
+
+    def start(self) -> None:
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off"
+        # -l: the server's output goes to a file, not to the pipes this process reads to EOF.
+        log = str(self.folder / "server.log")
+        pg_ctl = str(self.binaries / "pg_ctl")
+        self.run(pg_ctl, "-D", str(self.data), "-o", options, "-l", log, "-w", "-t", "60", "start")
+
+    def stop(self) -> None:
+        """As a crash would: connections drop at once."""
+        self.run(
+            str(self.binaries / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"
+        )
+
+
 @contextlib.contextmanager
-def running_postgres() -> Iterator[str]:
-    """Yields a SQLAlchemy-style URL (``postgresql://…``) of an empty database."""
+def postgres_server() -> Iterator[PostgresServer]:
+    """A fresh cluster with an empty database ``hatchway``; removed afterwards."""
     binaries = postgres_bin()
     folder = Path(tempfile.mkdtemp(prefix="hatchway-pg-"))
     as_user: list[str] = []
@@ -39,41 +66,39 @@ def running_postgres() -> Iterator[str]:
         folder.chmod(0o755)
         shutil.chown(folder, "postgres", "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
-    data, port = folder / "data", _free_port()
-
-    def run(*args: str) -> None:
-        subprocess.run([*as_user, *args], check=True, capture_output=True, timeout=120, cwd=folder)
-
-    run(str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "hatchway", "-E", "UTF8")
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off"
-    # -l: the server's output goes to a file, not to the pipes this process reads to EOF.
-    log = str(folder / "server.log")
-    run(
-        str(binaries / "pg_ctl"),
+    server = PostgresServer(binaries, folder, as_user)
+    server.run(
+        str(binaries / "initdb"),
         "-D",
-        str(data),
-        "-o",
-        options,
-        "-l",
-        log,
-        "-w",
-        "-t",
-        "60",
-        "start",
+        str(server.data),
+        "-A",
+        "trust",
+        "-U",
+        "hatchway",
+        "-E",
+        "UTF8",
     )
+    server.start()
     try:
-        run(
+        server.run(
             str(binaries / "createdb"),
             "-h",
             "127.0.0.1",
             "-p",
-            str(port),
+            str(server.port),
             "-U",
             "hatchway",
             "hatchway",
         )
-        yield f"postgresql://hatchway@127.0.0.1:{port}/hatchway"
+        yield server
     finally:
         with contextlib.suppress(subprocess.SubprocessError):
-            run(str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+            server.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_postgres() -> Iterator[str]:
+    """Yields a SQLAlchemy-style URL (``postgresql://…``) of an empty database."""
+    with postgres_server() as server:
+        yield server.url

@@ -26,7 +26,7 @@ from .errors import ClientFailure, ExitStatus, InvalidArguments
 from .terminal import Terminal
 
 if TYPE_CHECKING:
-    from .control import ControlPlane
+    from .controlplane import ControlPlane
 
 # What ``session-manager-plugin --version`` reports. The AWS CLI passes the session through
 # the environment only above 1.2.497.0 (keeping the token out of argv), and awscli 1.46
@@ -128,7 +128,7 @@ def configure_debug(enabled: bool, terminal: Terminal) -> None:
 
 def control_plane(settings: AwsSettings) -> ControlPlane:
     # botocore and aiohttp load only when a session runs: `hatchway --help` stays quick.
-    from .control import ControlPlane
+    from .controlplane import ControlPlane
 
     return ControlPlane(settings, log)
 

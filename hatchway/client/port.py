@@ -39,7 +39,7 @@ from ..protocol.port import (
     client_port_mode,
 )
 from ..protocol.smux import SmuxSession, StreamData, StreamEnded, StreamOpened
-from .control import ControlPlane
+from .controlplane import ControlPlane
 from .errors import ClientFailure, InvalidArguments, SessionBroken, UnsupportedSession
 from .runner import SessionOptions, SessionRunner, closing_line
 from .terminal import Terminal

@@ -41,7 +41,7 @@ from ..protocol.errors import ProtocolError
 from ..protocol.payloads import AgentPresence, Presence
 from .config import StartedSession
 from .connection import DataChannelDialer, DataChannelLink, DataChannelSocket, RetryPolicy
-from .control import ControlPlane
+from .controlplane import ControlPlane
 from .errors import ClientFailure, ExitStatus, Interrupted, SessionBroken, UnsupportedSession
 from .terminal import OutputClosed, Terminal
 

@@ -37,7 +37,7 @@ from ..protocol.client_session import (
     UnknownPayloadReceived,
 )
 from ..protocol.errors import ProtocolError
-from .control import ControlPlane
+from .controlplane import ControlPlane
 from .errors import UnsupportedSession
 from .runner import SessionOptions, SessionRunner
 from .terminal import Terminal

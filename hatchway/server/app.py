@@ -22,11 +22,12 @@ from .console import Console
 from .iam import admin as iam_admin
 from .iam.principals import Principal
 from .keystore import Keystore
-from .mgs import gateway_for
+from .mgs import MessageGateway, gateway_for
 from .pagination import Paginator
 from .presence import AgentPresenceWatch
 from .relay import Relay
 from .session_runtime import SessionRuntime
+from .ssm.sessions import active_session_preferences
 from .state import Call, ServerState
 from .storage.db import database_url, make_engine, migrate, session_factory
 
@@ -218,19 +219,18 @@ def create_app(config: ServerConfig) -> web.Application:
             keystore=keystore,
             paginator=Paginator(bytes.fromhex(settings["pagination_secret"])),
             account=settings["account"],
+            created_credentials=settings.get("created_credentials"),
         )
         state = app[STATE]
-        state.extensions["created_credentials"] = settings.get("created_credentials")
         async with gateway_for(state) as gateway:
             relay = Relay(state)
             runtime = SessionRuntime(state, gateway, relay)
-            state.extensions["control"] = gateway
-            state.extensions["relay"] = relay
-            state.extensions["sessions"] = runtime
+            for service in (gateway, relay, runtime):
+                state.services.add(service)
             presence = AgentPresenceWatch(state, relay)
             gateway.watchers.append(presence)
             await presence.start()
-            await runtime.rearm_limits()
+            await runtime.rearm_limits(await active_session_preferences(state))
             try:
                 yield
             finally:
@@ -240,9 +240,9 @@ def create_app(config: ServerConfig) -> web.Application:
 
     async def hang_up(app: web.Application) -> None:
         # Before aiohttp waits for open handlers: close the WebSockets, or it waits minutes.
-        state = app[STATE]
-        await state.extensions["relay"].close_all()
-        await state.extensions["control"].close_channels()
+        services = app[STATE].services
+        await services.get(Relay).close_all()
+        await services.get(MessageGateway).close_channels()
 
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(hang_up)
@@ -250,13 +250,13 @@ def create_app(config: ServerConfig) -> web.Application:
     app.router.add_get("/healthz", healthz)
 
     async def control(request: web.Request) -> web.StreamResponse:
-        gateway = request.app[STATE].extensions["control"]
+        gateway = request.app[STATE].services.get(MessageGateway)
         if request.method == "POST":
             return await gateway.create_control_channel(request)
         return await gateway.control_channel(request)
 
     async def data(request: web.Request) -> web.StreamResponse:
-        relay = request.app[STATE].extensions["relay"]
+        relay = request.app[STATE].services.get(Relay)
         if request.method == "POST":
             return await relay.create_data_channel(request)
         return await relay.data_channel(request)

@@ -31,9 +31,14 @@ class ServerConfig:
     # After the end of a session, how long an agent has to close its data channel itself
     # before the relay closes it (see Relay._hang_up_later).
     agent_hangup_seconds: float = 10.0
+    # How often this server records in the database that its control channels are alive.
+    heartbeat_seconds: float = 30.0
     max_body_bytes: int = 1024 * 1024
     # Seconds in a "minute" of idleSessionTimeout and maxSessionDuration; tests shrink it.
     preference_minute: float = 60.0
+    # How often a session's last activity is saved (so a restart keeps its idle clock);
+    # a crash loses at most this much of it.
+    activity_save_seconds: float = 30.0
     # How long HatchwayDiagnoseInstance waits for the agent's answer (doctor).
     agent_answer_seconds: float = 15.0
 

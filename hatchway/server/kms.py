@@ -146,7 +146,7 @@ async def _authorize(call: Call, key: KmsKey, action: str) -> None:
     resource = _arn(call, key.key_id)
     denied, delegated, allowed = _key_policy(key, call, action)
     iam = evaluate(
-        await policies_for(call.state, principal),
+        await policies_for(call.state.db, principal),
         Request(action, resource, condition_context(principal, {})),
     )
     refused = (

@@ -27,13 +27,14 @@ from ..protocol.payloads import get_field, load_object
 from . import tokens
 from .auth import authenticate
 from .iam.principals import Principal, PrincipalKind
+from .results import ResultRecorder, SessionResult
 from .state import ServerState
 from .storage.models import ManagedInstance, Session
+from .supervise import Supervisor
 
 log = logging.getLogger("hatchway.server.mgs")
 
 SIGNING_NAME = "ssmmessages"
-HEARTBEAT_SECONDS = 30.0
 CONTROL_PING_SECONDS = 60.0
 
 
@@ -98,11 +99,13 @@ class MessageGateway:
         self.state = state
         self.channels: dict[str, ControlChannel] = {}
         self._channel_opened = asyncio.Event()
-        self._heartbeat: asyncio.Task[None] | None = None
+        self.supervisor = Supervisor()
         self.task_complete_handlers: list[Any] = []
         self.watchers: list[ChannelWatcher] = []
         self._closing = False
-        self._background: set[asyncio.Task[None]] = set()
+        # Session results, recorded once each, in order, by one supervised task.
+        self.results = ResultRecorder()
+        self._result_arrived = asyncio.Event()
         # Diagnostic requests sent to agents, by RequestId: (instance id, its answer).
         self._diagnoses: dict[str, tuple[str, asyncio.Future[list[dict[str, Any]]]]] = {}
 
@@ -110,13 +113,11 @@ class MessageGateway:
 
     async def start(self) -> None:
         await self._forget_own_channels()
-        self._heartbeat = asyncio.create_task(self._keep_pings_fresh())
+        self.supervisor.start("control channel heartbeat", self._keep_pings_fresh)
+        self.supervisor.start("session result recorder", self._record_next_result)
 
     async def close(self) -> None:
-        if self._heartbeat:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+        await self.supervisor.stop()
         await self.close_channels()
 
     async def close_channels(self) -> None:
@@ -126,12 +127,12 @@ class MessageGateway:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await channel.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
-    async def _keep_pings_fresh(self) -> None:
-        # A live channel counts as a ping; other server nodes read last_ping from the database.
-        while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
-            if self.channels:
-                await self._mark(list(self.channels), connected=True)
+    async def _keep_pings_fresh(self) -> float:
+        """A live channel counts as a ping; other server nodes read last_ping from the
+        database. The seconds until the next one."""
+        if self.channels:
+            await self._mark(list(self.channels), connected=True)
+        return self.state.config.heartbeat_seconds
 
     async def _forget_own_channels(self) -> None:
         """A new process holds no control channels yet: the nodes a crashed predecessor of
@@ -374,22 +375,25 @@ class MessageGateway:
         )
         # Recording the result touches the database; do it beside the read loop, so one
         # agent's burst of results does not hold back the acknowledgements of the rest.
-        task = asyncio.create_task(self._record_result(channel, session_id, status, output))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        # One task records them all, in the order they came: the first result stands.
+        result = SessionResult(session_id, channel.instance_id, status, output)
+        if self.results.received(result):
+            self._result_arrived.set()
+        else:
+            log.debug("repeated session result", extra={"session_id": session_id, "status": status})
 
-    async def _record_result(
-        self, channel: ControlChannel, session_id: str, status: str, output: str
-    ) -> None:
+    async def _record_next_result(self) -> None:
+        """Record the oldest result waiting. A failure (the database is away) leaves it
+        first in line, and the supervisor retries it."""
+        while (result := self.results.next()) is None:
+            self._result_arrived.clear()
+            await self._result_arrived.wait()
         async with self.state.db() as db:
-            session = await db.get(Session, session_id)
-        if session is None or session.target != channel.instance_id:
-            return
-        for handler in self.task_complete_handlers:
-            try:
-                await handler(session_id, status, output)
-            except Exception:
-                log.exception("recording a session result failed", extra={"session_id": session_id})
+            session = await db.get(Session, result.session_id)
+        if session is not None and session.target == result.instance_id:
+            for handler in self.task_complete_handlers:
+                await handler(result.session_id, result.status, result.output)
+        self.results.recorded(result)
 
 
 def interactive_shell_message(

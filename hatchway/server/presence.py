@@ -24,9 +24,10 @@ from .agent_grace import (
 )
 from .mgs import now_utc
 from .relay import Relay
-from .ssm.sessions import ACTIVE, finish_session
+from .session_records import ACTIVE, finish_session
 from .state import ServerState
 from .storage.models import ManagedInstance, Session
+from .supervise import Supervisor
 
 log = logging.getLogger("hatchway.server.presence")
 
@@ -37,7 +38,7 @@ class AgentPresenceWatch:
         self.relay = relay
         self.grace = AgentGrace()
         self._changed = asyncio.Event()
-        self._timer: asyncio.Task[None] | None = None
+        self.supervisor = Supervisor()
         relay.away_notice = self.away_notice
 
     async def start(self) -> None:
@@ -47,13 +48,10 @@ class AgentPresenceWatch:
         seconds = self.state.config.agent_grace_seconds
         for instance_id in unattended(await self._nodes_with_sessions()):
             self.grace.away(instance_id, time.monotonic(), seconds)
-        self._timer = asyncio.create_task(self._end_the_overdue())
+        self.supervisor.start("agent grace periods", self._end_the_overdue)
 
     async def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._timer
+        await self.supervisor.stop()
 
     # --- what the gateway tells us ------------------------------------------------------
 
@@ -86,25 +84,22 @@ class AgentPresenceWatch:
     # --- the grace period -------------------------------------------------------------
 
     async def _end_the_overdue(self) -> None:
-        while True:
-            try:
-                deadline = self.grace.next_deadline()
-                self._changed.clear()
-                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), timeout)
-                for instance_id, seconds in self.grace.expired(time.monotonic()):
-                    if instance_id not in unattended(await self._nodes_with_sessions()):
-                        # Back on another server node, or no session left to end.
-                        self.grace.forget(instance_id)
-                        continue
-                    for session_id in await self._active_sessions(instance_id):
-                        await self._end(session_id, gone_reason(instance_id, seconds))
-                    self.grace.forget(instance_id)
-            except Exception:
-                # A database hiccup must not end the watch: the deadlines wait for the next turn.
-                log.exception("ending the sessions of agents that went away failed")
-                await asyncio.sleep(1.0)
+        """One turn of the watch (supervised: a database hiccup is logged and retried, and
+        the deadlines wait for the next turn): wait for the next deadline or a change, then
+        end the sessions of the agents whose grace ran out."""
+        deadline = self.grace.next_deadline()
+        self._changed.clear()
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        for instance_id, seconds in self.grace.expired(time.monotonic()):
+            if instance_id not in unattended(await self._nodes_with_sessions()):
+                # Back on another server node, or no session left to end.
+                self.grace.forget(instance_id)
+                continue
+            for session_id in await self._active_sessions(instance_id):
+                await self._end(session_id, gone_reason(instance_id, seconds))
+            self.grace.forget(instance_id)
 
     async def _nodes_with_sessions(self) -> dict[str, str | None]:
         """The nodes with open sessions, and the server node holding each one's control

@@ -18,12 +18,11 @@ import logging
 import socket
 import time
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from aiohttp import WSCloseCode, WSMsgType, web
+from sqlalchemy import update
 
 from ..aws.errors import AccessDeniedException, AwsError
 from ..protocol import (
@@ -42,17 +41,20 @@ from . import tokens
 from .auth import authenticate
 from .client_frames import for_client
 from .iam.principals import PrincipalKind
+from .limits import SessionLimits
 from .mgs import SIGNING_NAME, token_response, xml_error
+from .pairing import JOINABLE, may_join, role_of
+from .pairing import Pairing as SocketPairing
 from .state import ServerState
 from .storage.models import Session
+from .supervise import Supervisor
 
 log = logging.getLogger("hatchway.server.relay")
 
-PENDING_FRAMES = 256
-PENDING_BYTES = 4 * 1024 * 1024
 OPEN_TIMEOUT = 30.0
 MAX_FRAME = 4 * 1024 * 1024
-JOINABLE = ("Connecting", "Connected", "Disconnected")  # a side may (re)join
+# The watchdog looks at the limits at least this often (sooner when a deadline is nearer).
+LIMITS_CHECK_SECONDS = 1.0
 
 
 def now_utc() -> datetime:
@@ -66,66 +68,17 @@ def set_nodelay(request: web.Request) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-@dataclass
-class Side:
-    """One end of a session: its socket (when connected) and what waits for it."""
-
-    name: str  # "client" or "agent"
-    ws: web.WebSocketResponse | None = None
-    pending: deque[bytes] = field(default_factory=deque)
-    pending_bytes: int = 0
-    dropped: int = 0
-    features: frozenset[str] = frozenset()  # FEATURES_HEADER of its upgrade request
-
-    def queue(self, frame: bytes) -> None:
-        if len(self.pending) >= PENDING_FRAMES or self.pending_bytes + len(frame) > PENDING_BYTES:
-            self.dropped += 1  # the sender's retransmission will bring it again
-            return
-        self.pending.append(frame)
-        self.pending_bytes += len(frame)
-
-
-IDLE_MESSAGE = "Your session timed out due to inactivity and has been terminated."
-MAX_DURATION_MESSAGE = "Your session has reached its maximum duration and has been terminated."
-
-
-@dataclass
-class Limits:
-    """The document's idleSessionTimeout and maxSessionDuration, in seconds.
-
-    ``started`` is when the session began and ``armed`` when this server began watching
-    it; after a restart, idle time counts from ``armed``, not from before the restart."""
-
-    idle: float | None
-    max_duration: float | None
-    started: float = field(default_factory=time.monotonic)
-    armed: float = field(default_factory=time.monotonic)
-
-
-@dataclass
-class Pairing:
-    session_id: str
-    target: str
-    last_activity: float = field(default_factory=time.monotonic)
-    client: Side = field(default_factory=lambda: Side("client"))
-    agent: Side = field(default_factory=lambda: Side("agent"))
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    closed: bool = False
-
-    def side(self, role: str) -> Side:
-        return self.client if role == "client" else self.agent
-
-    def peer(self, role: str) -> Side:
-        return self.agent if role == "client" else self.client
+# A session's two ends, as this relay holds them: WebSockets.
+Pairing = SocketPairing[web.WebSocketResponse]
 
 
 class Relay:
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.pairings: dict[str, Pairing] = {}
-        self.limits: dict[str, Limits] = {}
+        self.limits = SessionLimits()
         self.on_expired: list[Callable[[str, str], Awaitable[None]]] = []
-        self._watchdog: asyncio.Task[None] | None = None
+        self.supervisor = Supervisor()
         self._hang_ups: set[asyncio.Task[None]] = set()
         # Whether a session's agent is away, for a client that joins meanwhile (presence.py).
         self.away_notice: Callable[[str], AgentPresence | None] = lambda target: None
@@ -136,42 +89,58 @@ class Relay:
         idle_minutes: int | None,
         max_minutes: int | None,
         age: float = 0.0,
+        *,
+        join_deadline: float | None = None,
+        joined: bool = False,
+        last_activity: float | None = None,
     ) -> None:
-        """Watch a session's limits; ``age`` is how long ago (seconds) it started."""
+        """Watch a session's limits; ``age`` is how long ago (seconds) it started,
+        ``join_deadline`` (wall-clock seconds) when its client must have joined by, and
+        ``last_activity`` (wall-clock seconds) what a restart found saved."""
         minute = self.state.config.preference_minute
-        self.limits[session_id] = Limits(
-            idle_minutes * minute if idle_minutes else None,
-            max_minutes * minute if max_minutes else None,
-            started=time.monotonic() - age,
+        now = time.time()
+        self.limits.watch(
+            session_id,
+            now,
+            idle=idle_minutes * minute if idle_minutes else None,
+            max_duration=max_minutes * minute if max_minutes else None,
+            started=now - age,
+            join_deadline=join_deadline,
+            joined=joined,
+            last_activity=last_activity,
         )
-        if self._watchdog is None or self._watchdog.done():
-            self._watchdog = asyncio.create_task(self._enforce_limits())
+        self.supervisor.start("session limits watchdog", self._enforce_limits)
+        self.supervisor.start("session activity saver", self._save_activity)
 
-    async def _enforce_limits(self) -> None:
-        """End sessions that idled or ran past their limit, as the service does (agent.md §4.6)."""
-        while self.limits:
-            step = min(
-                [1.0]
-                + [lim.idle / 4 for lim in self.limits.values() if lim.idle]
-                + [lim.max_duration / 4 for lim in self.limits.values() if lim.max_duration]
-            )
-            await asyncio.sleep(step)
-            moment = time.monotonic()
-            for session_id, limit in list(self.limits.items()):
-                pairing = self.pairings.get(session_id)
-                last = pairing.last_activity if pairing else limit.armed
-                reason = None
-                if limit.max_duration and moment - limit.started >= limit.max_duration:
-                    reason = MAX_DURATION_MESSAGE
-                elif limit.idle and moment - max(last, limit.armed) >= limit.idle:
-                    reason = IDLE_MESSAGE
-                if reason is not None:
-                    self.limits.pop(session_id, None)
-                    log.info(
-                        "session limit reached", extra={"session_id": session_id, "reason": reason}
+    async def _enforce_limits(self) -> float:
+        """End sessions that idled or ran past their limit, as the service does (agent.md
+        §4.6); the seconds until the next look. A session stays watched until its end is
+        recorded, so a failure (the database is away) is retried."""
+        now = time.time()
+        for session_id, reason in self.limits.expired(now):
+            log.info("session limit reached", extra={"session_id": session_id, "reason": reason})
+            for handler in self.on_expired:
+                await handler(session_id, reason)
+            watch = self.limits.get(session_id)
+            if watch is not None and watch.reason(now) is not None:
+                self.limits.forget(session_id)  # ended (a handler may find it must not be)
+        wait = self.limits.seconds_to_next(time.time())
+        return LIMITS_CHECK_SECONDS if wait is None else min(wait, LIMITS_CHECK_SECONDS)
+
+    async def _save_activity(self) -> float:
+        """Save the sessions' last activity, at a low rate (not per frame): after a
+        restart, the idle timeout counts from it. The seconds until the next save."""
+        unsaved = self.limits.unsaved_activity()
+        if unsaved:
+            async with self.state.db() as db, db.begin():
+                for session_id, moment in unsaved.items():
+                    await db.execute(
+                        update(Session)
+                        .where(Session.session_id == session_id)
+                        .values(last_activity=datetime.fromtimestamp(moment, UTC))
                     )
-                    for handler in self.on_expired:
-                        await handler(session_id, reason)
+            self.limits.saved(unsaved)
+        return self.state.config.activity_save_seconds
 
     # --- REST: the agent asks for its data-channel token ----------------------------------
 
@@ -250,13 +219,12 @@ class Relay:
             )
             await ws.close(message=b"expected OpenDataChannel")
             return None
-        role = "agent" if opening.client_instance_id else "client"
+        role = role_of(opening.client_instance_id)
         async with self.state.db() as db, db.begin():
             session = await db.get(Session, session_id)
             valid = (
                 session is not None
-                and session.status in JOINABLE
-                and (role == "client" or signed_by_node == session.target)
+                and may_join(session.status, role, session.target, signed_by_node)
                 and await tokens.redeem(db, opening.token, session_id, role, now_utc())
             )
         if not valid or session is None:
@@ -265,26 +233,22 @@ class Relay:
             )
             await ws.close(message=b"the token is not valid for this session")
             return None
-        pairing = self.pairings.get(session_id)
-        if pairing is None:
-            pairing = self.pairings[session_id] = Pairing(session_id, session.target)
+        if session_id not in self.pairings:
+            self.pairings[session_id] = Pairing(session_id, session.target)
+        if role == "client":
+            self.limits.joined(session_id)
         return role
 
     async def _serve(self, ws: web.WebSocketResponse, session_id: str, role: str) -> None:
         pairing = self.pairings[session_id]
-        side = pairing.side(role)
-        async with pairing.lock:
-            previous, side.ws = side.ws, ws
-            waiting = list(side.pending)
-            side.pending.clear()
-            side.pending_bytes = 0
-        if previous is not None:
-            await previous.close(message=b"replaced by a newer connection")
-        for frame in waiting:
+        attached = pairing.attach(role, ws)
+        if attached.previous is not None:
+            await attached.previous.close(message=b"replaced by a newer connection")
+        for frame in attached.waiting:
             await ws.send_bytes(frame)
         if role == "client" and (notice := self.away_notice(pairing.target)) is not None:
             await self._tell(pairing, notice)
-        if pairing.client.ws is not None and pairing.agent.ws is not None:
+        if attached.both_connected:
             await self._set_status(session_id, "Connected")
         log.info(
             "data channel open",
@@ -297,14 +261,13 @@ class Relay:
                 elif frame.type == WSMsgType.ERROR:
                     break
         finally:
-            if side.ws is ws:
-                side.ws = None
+            pairing.detach(role, ws)
             log.info("data channel closed", extra={"session_id": session_id, "role": role})
 
     async def _forward(self, pairing: Pairing, role: str, frame: bytes) -> None:
         if role == "agent" and not for_client(frame):
             return  # agent_session_state and the like are for the service, not the client
-        pairing.last_activity = time.monotonic()
+        self.limits.activity(pairing.session_id, time.time())
         peer = pairing.peer(role)
         target = peer.ws
         if target is None or target.closed:
@@ -343,7 +306,7 @@ class Relay:
 
     async def close_session(self, session_id: str, output: str) -> None:
         """Tell the client the session is over (with the agent's output), then hang up."""
-        self.limits.pop(session_id, None)
+        self.limits.forget(session_id)
         pairing = self.pairings.pop(session_id, None)
         if pairing is None:
             return
@@ -400,10 +363,13 @@ class Relay:
     async def close_all(self) -> None:
         """Hang up every socket with 1001 (going away) and no channel_closed: the sessions
         live on, and their clients and agents reconnect to the server that comes next."""
-        if self._watchdog is not None:
-            self._watchdog.cancel()
         for task in list(self._hang_ups):
             task.cancel()
+        await self.supervisor.stop()
+        try:
+            await self._save_activity()  # what the last periodic save did not catch
+        except Exception as exc:  # the database may be what is going away
+            log.warning("could not save the sessions' last activity", extra={"error": str(exc)})
         for pairing in list(self.pairings.values()):
             for side in (pairing.client, pairing.agent):
                 if side.ws is not None and not side.ws.closed:

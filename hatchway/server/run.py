@@ -58,7 +58,7 @@ async def serve(
 def describe_start(app: web.Application, url: str) -> str:
     state = app[STATE]
     lines = [f"Hatchway server listening on {url} (region {state.region})"]
-    created = state.extensions.get("created_credentials")
+    created = state.created_credentials
     credentials = created or str(state.config.home / "credentials")
     lines.append(
         ("Created the admin credentials in " if created else "Admin credentials: ") + credentials

@@ -6,21 +6,21 @@ import json
 import logging
 import re
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
-from ..aws.errors import AwsError, ValidationException
+from ..aws.errors import ValidationException
 from ..protocol import AgentMessage, ChannelClosed, Flags, MessageType
 from . import documents as docs
 from .iam.principals import Principal
+from .limits import JOIN_MESSAGE
 from .mgs import MessageGateway, interactive_shell_message, millis, now_utc
 from .relay import Relay
-from .ssm.document_ops import LoadedDocument, load_document
-from .ssm.errors import TargetNotConnected
-from .ssm.sessions import ACTIVE, finish_session
+from .session_records import finish_session
 from .state import Call, ServerState
-from .storage.models import Session
+from .storage.models import Session, SessionToken
 
 log = logging.getLogger("hatchway.server.sessions")
 
@@ -35,6 +35,10 @@ def valid_run_as(name: str) -> bool:
 
 
 class SessionRuntime:
+    """A session's life beyond the API calls: starting it on the agent, watching its
+    limits, ending it, and recording how it ended. One per server, found as
+    ``state.services.get(SessionRuntime)``."""
+
     def __init__(self, state: ServerState, gateway: MessageGateway, relay: Relay) -> None:
         self.state = state
         self.gateway = gateway
@@ -47,32 +51,41 @@ class SessionRuntime:
         call: Call,
         session_id: str,
         target: str,
-        document: LoadedDocument,
+        document_name: str,
+        document: dict[str, Any],
         values: dict[str, Any],
         principal: Principal,
-    ) -> None:
-        content = docs.substitute(document.parsed, values)
+    ) -> bool:
+        """Send the session to its agent; false (and the session recorded as Failed) when
+        the agent is not connected here."""
+        content = docs.substitute(document, values)
         preferences = docs.session_preferences(content)
         run_as = principal.tags.get("SSMSessionRunAs", "")
         if preferences.run_as_enabled and not valid_run_as(
             run_as or preferences.run_as_default_user
         ):
             # The service's own check (agent.md §4.2): the session is recorded as Failed.
-            await finish_session(self.state, session_id, "Failed", call.now, INVALID_RUN_AS)
+            await finish_session(self.state.db, session_id, "Failed", call.now, INVALID_RUN_AS)
             raise ValidationException(INVALID_RUN_AS)
         message = interactive_shell_message(
-            session_id, document.name, content, values, run_as, principal.arn, call.now
+            session_id, document_name, content, values, run_as, principal.arn, call.now
         )
         if not await self.gateway.send(target, message):
-            await finish_session(self.state, session_id, "Failed", call.now, "target not connected")
-            raise TargetNotConnected(f"{target} is not connected.")
+            await finish_session(
+                self.state.db, session_id, "Failed", call.now, "target not connected"
+            )
+            return False
         self.relay.set_limits(
-            session_id, preferences.idle_timeout_minutes, preferences.max_duration_minutes
+            session_id,
+            preferences.idle_timeout_minutes,
+            preferences.max_duration_minutes,
+            join_deadline=(call.now + self.state.config.token_lifetime).timestamp(),
         )
         log.info(
             "session started",
-            extra={"session_id": session_id, "target": target, "document": document.name},
+            extra={"session_id": session_id, "target": target, "document": document_name},
         )
+        return True
 
     async def terminate(self, session_id: str, reason: str) -> None:
         async with self.state.db() as db:
@@ -98,34 +111,67 @@ class SessionRuntime:
         await self.relay.close_session(session_id, reason)
         log.info("session terminated", extra={"session_id": session_id, "target": row.target})
 
-    async def rearm_limits(self) -> None:
-        """After a restart, watch the idle and duration limits of the sessions still open."""
+    def client_token_issued(self, session_id: str, expires: datetime) -> None:
+        """ResumeSession gave the client a new token: it may join until that expires."""
+        self.relay.limits.extend_join(session_id, expires.timestamp())
+
+    async def client_joined(self, session_id: str) -> bool:
+        """Whether a client token of the session was redeemed, on any server."""
         async with self.state.db() as db:
-            rows = list(await db.scalars(select(Session).where(Session.status.in_(ACTIVE))))
-            for row in rows:
-                try:
-                    document = await load_document(db, row.document_name)
-                    values = docs.resolve_parameters(document.parsed, row.parameters)
-                    prefs = docs.session_preferences(docs.substitute(document.parsed, values))
-                except AwsError as exc:
-                    log.warning(
-                        "cannot re-arm limits",
-                        extra={"session_id": row.session_id, "error": str(exc)},
-                    )
-                    continue
-                age = (now_utc() - row.start_date).total_seconds()
-                self.relay.set_limits(
-                    row.session_id, prefs.idle_timeout_minutes, prefs.max_duration_minutes, age
+            used = await db.scalar(
+                select(SessionToken.token_hash)
+                .where(
+                    SessionToken.subject == session_id,
+                    SessionToken.role == "client",
+                    SessionToken.used.is_(True),
                 )
+                .limit(1)
+            )
+        return used is not None
+
+    async def rearm_limits(
+        self, sessions: list[tuple[Session, docs.SessionPreferences | None]]
+    ) -> None:
+        """After a restart, watch the limits of the sessions still open (each with its
+        document's preferences; None when they cannot be read, and then only the join
+        deadline is watched). Whether the client has joined, and until when it may, comes
+        from its tokens: a redeemed one means it did."""
+        for row, prefs in sessions:
+            async with self.state.db() as db:
+                tokens = list(
+                    await db.scalars(
+                        select(SessionToken).where(
+                            SessionToken.subject == row.session_id, SessionToken.role == "client"
+                        )
+                    )
+                )
+            joined = row.status != "Connecting" or any(token.used for token in tokens)
+            deadline = max((token.expires for token in tokens), default=row.start_date)
+            age = (now_utc() - row.start_date).total_seconds()
+            self.relay.set_limits(
+                row.session_id,
+                prefs.idle_timeout_minutes if prefs else None,
+                prefs.max_duration_minutes if prefs else None,
+                age,
+                join_deadline=deadline.timestamp(),
+                joined=joined,
+                last_activity=row.last_activity.timestamp() if row.last_activity else None,
+            )
 
     async def on_expired(self, session_id: str, reason: str) -> None:
-        """The idle timeout or the maximum duration ended the session."""
-        if await finish_session(self.state, session_id, "Terminated", now_utc(), reason):
+        """The idle timeout, the maximum duration or the join deadline ended the session.
+        A client that never joined makes it a session that failed to start."""
+        if reason == JOIN_MESSAGE and await self.client_joined(session_id):
+            # It joined through another server sharing the database: not ours to end.
+            self.relay.limits.joined(session_id)
+            return
+        status = "Failed" if reason == JOIN_MESSAGE else "Terminated"
+        if await finish_session(self.state.db, session_id, status, now_utc(), reason):
             await self.terminate(session_id, reason)
 
     async def on_task_complete(self, session_id: str, status: str, output: str) -> None:
         final = "Terminated" if status == "Success" else "Failed"
-        if not await finish_session(self.state, session_id, final, now_utc(), output):
+        if not await finish_session(self.state.db, session_id, final, now_utc(), output):
             # Already in history: ended from the API or a limit, or a result sent twice (the
             # official agent reports a failed session twice). The first one counted.
             log.debug("repeated session result", extra={"session_id": session_id})

@@ -5,18 +5,46 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ..aws import arns
 from ..aws.errors import AccessDeniedException
 from .config import ServerConfig
+from .iam.authorize import authorize
 from .iam.principals import Principal
 from .keystore import Keystore
 from .pagination import Paginator
 
 log = logging.getLogger("hatchway.server")
+
+T = TypeVar("T")
+
+
+class Services:
+    """The server's long-lived parts (the message gateway, the relay, the session runtime),
+    found by their type: ``state.services.get(Relay)`` is a Relay, and mypy knows it."""
+
+    def __init__(self) -> None:
+        self._by_type: dict[type[Any], Any] = {}
+
+    def add(self, service: object) -> None:
+        kind = type(service)
+        if kind in self._by_type:
+            raise ValueError(f"this server already has a {kind.__name__}")
+        self._by_type[kind] = service
+
+    def find(self, kind: type[T]) -> T | None:
+        """The service of that type, or None when this server runs without one."""
+        found = self._by_type.get(kind)
+        return found if isinstance(found, kind) else None
+
+    def get(self, kind: type[T]) -> T:
+        found = self.find(kind)
+        if found is None:
+            raise LookupError(f"this server has no {kind.__name__}")
+        return found
 
 
 @dataclass
@@ -27,8 +55,10 @@ class ServerState:
     keystore: Keystore
     paginator: Paginator
     account: str
-    # Live connections that other parts register: control channels, the relay.
-    extensions: dict[str, Any] = field(default_factory=dict)
+    # The long-lived parts that find each other through this state, by type.
+    services: Services = field(default_factory=Services)
+    # Where bootstrap wrote the admin credentials it created on this start, if it did.
+    created_credentials: str | None = None
 
     @property
     def region(self) -> str:
@@ -69,11 +99,9 @@ class Call:
     ) -> Principal:
         """Deny unless a policy of the caller allows ``action`` on ``resource``. When
         ``owner`` (an ARN) is the caller, only an explicit deny refuses."""
-        from .iam.authorize import authorize
-
         principal = self.require_principal()
         owned = owner is not None and owner == principal.arn
-        await authorize(self.state, principal, action, resource, context or {}, owned=owned)
+        await authorize(self.state.db, principal, action, resource, context or {}, owned=owned)
         return principal
 
     def instance_arn(self, instance_id: str) -> str:

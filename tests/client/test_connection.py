@@ -21,7 +21,7 @@ from hatchway.client.connection import (
     RetryPolicy,
     ensure_nodelay,
 )
-from hatchway.client.control import ControlPlane
+from hatchway.client.controlplane import ControlPlane
 from hatchway.client.errors import InvalidArguments, TransportFailure
 from hatchway.client.runner import SessionOptions, closing_line
 from hatchway.client.shell import ShellRunner, exit_status_for

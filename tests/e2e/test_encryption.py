@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from hatchway.server.relay import Relay
 from tests.e2e.shells import run_shell, shell_document
 
 
@@ -20,7 +21,7 @@ def encrypted_document(server, key_id):
 def relay_frames(stack):
     """Every frame the relay forwards, in both directions."""
     server, _ = stack
-    relay = server.app_state().extensions["relay"]
+    relay = server.app_state().services.get(Relay)
     frames = []
     forward = relay._forward
 

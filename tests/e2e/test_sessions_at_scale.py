@@ -8,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pexpect
 
+from hatchway.server.relay import Relay
+
 HATCHWAY = [sys.executable, "-m", "hatchway"]
 PROMPT = r"[#$] "
 
@@ -82,7 +84,7 @@ def _numbers(text):
 
 
 def server_relay(server):
-    return server.app_state().extensions["relay"]
+    return server.app_state().services.get(Relay)
 
 
 async def drop_client_socket(relay, session_id):

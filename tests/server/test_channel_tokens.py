@@ -90,6 +90,17 @@ def test_an_expired_token_is_refused(server, ssm, node):
     # Tokens from now on live long enough to be redeemed on a busy machine (the agent's too).
     server.set_config(token_lifetime=timedelta(minutes=5))
     assert not asyncio.run(admitted(started["StreamUrl"], started["TokenValue"], node))
-    # ResumeSession gives a fresh one, which works.
+    # The client did not join before its token expired: the session ends, and resuming it
+    # gives no token.
+    deadline = time.monotonic() + 30
+    while not (history := ssm.describe_sessions(State="History")["Sessions"]):
+        assert time.monotonic() < deadline, "the session did not end at its join deadline"
+        time.sleep(0.05)
+    assert [s["SessionId"] for s in history] == [started["SessionId"]]
+    assert ssm.resume_session(SessionId=started["SessionId"]).get("TokenValue") is None
+
+
+def test_a_resumed_token_opens_the_session(ssm, node):
+    started = ssm.start_session(Target=node.instance_id)
     resumed = ssm.resume_session(SessionId=started["SessionId"])
     assert asyncio.run(admitted(resumed["StreamUrl"], resumed["TokenValue"], node))

@@ -159,25 +159,54 @@ def test_a_result_sent_twice_counts_once(ssm, node, loop_thread, caplog):
     """The official agent reports a failed session twice: the first result stands, and the
     session is completed (and logged) once."""
     session_id = ssm.start_session(Target=node.instance_id)["SessionId"]
+    caplog.set_level("INFO", logger="hatchway.server.sessions")
     for output in ("first reason", "second reason"):
         message = task_complete(session_id, node.instance_id, output)
-        with caplog.at_level("INFO", logger="hatchway.server.sessions"):
-            assert loop_thread.run(node.channel.send(message))
-            node.wait_for(
-                lambda m, message=message: (
-                    m.message_type == MessageType.AGENT_TASK_ACKNOWLEDGE
-                    and json.loads(m.payload)["MessageId"] == str(message.message_id)
-                )
+        assert loop_thread.run(node.channel.send(message))
+        node.wait_for(
+            lambda m, message=message: (
+                m.message_type == MessageType.AGENT_TASK_ACKNOWLEDGE
+                and json.loads(m.payload)["MessageId"] == str(message.message_id)
             )
-    for _ in range(100):
+        )
+    for _ in range(200):  # until the session is in history and its completion logged
         history = ssm.describe_sessions(State="History")["Sessions"]
-        if history:
+        completed = [r for r in caplog.records if r.getMessage() == "session complete"]
+        if history and completed:
             break
         time.sleep(0.05)
     (session,) = history
     assert session["Details"] == "first reason"
-    completed = [r for r in caplog.records if r.getMessage() == "session complete"]
     assert len(completed) == 1
+
+
+RESULT_ROUNDS = 200
+
+
+def test_the_first_result_stands_every_time(ssm, node, loop_thread, caplog):
+    """The same race, many times over: each session's two results go out back to back, and
+    every session keeps its first one."""
+    ids = [ssm.start_session(Target=node.instance_id)["SessionId"] for _ in range(RESULT_ROUNDS)]
+
+    async def send_all() -> bool:
+        sent = True
+        for number, session_id in enumerate(ids):
+            for which in ("first", "second"):
+                message = task_complete(session_id, node.instance_id, f"{which} {number}")
+                sent = await node.channel.send(message) and sent
+        return sent
+
+    caplog.set_level("INFO", logger="hatchway.server.sessions")
+    assert loop_thread.run(send_all())
+    for _ in range(1200):  # until every session is in history and logged (at most 60 s)
+        history = ssm.describe_sessions(State="History", MaxResults=200)["Sessions"]
+        completed = [r for r in caplog.records if r.getMessage() == "session complete"]
+        if len(history) == len(completed) == RESULT_ROUNDS:
+            break
+        time.sleep(0.05)
+    details = {s["SessionId"]: s["Details"] for s in history}
+    assert details == {session_id: f"first {n}" for n, session_id in enumerate(ids)}
+    assert len(completed) == RESULT_ROUNDS
 
 
 def test_describe_sessions_filters_and_pages(ssm, node):

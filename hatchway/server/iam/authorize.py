@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ...aws.errors import AccessDeniedException
 from ..storage.models import Policy
 from .policy import Decision, Request, evaluate
 from .principals import NODE_POLICY, Principal, PrincipalKind
 
-if TYPE_CHECKING:
-    from ..state import ServerState
 
-
-async def policies_for(state: ServerState, principal: Principal) -> list[dict[str, Any]]:
+async def policies_for(
+    db_factory: async_sessionmaker[AsyncSession], principal: Principal
+) -> list[dict[str, Any]]:
     if principal.kind is PrincipalKind.NODE:
         kind, name, builtin = "role", principal.role, [NODE_POLICY]
     else:
         kind, name, builtin = "user", principal.name, []
-    async with state.db() as db:
+    async with db_factory() as db:
         rows = await db.scalars(
             select(Policy).where(Policy.principal_kind == kind, Policy.principal_name == name)
         )
@@ -41,7 +41,7 @@ def condition_context(principal: Principal, extra: dict[str, Any]) -> dict[str, 
 
 
 async def authorize(
-    state: ServerState,
+    db_factory: async_sessionmaker[AsyncSession],
     principal: Principal,
     action: str,
     resource: str,
@@ -52,7 +52,7 @@ async def authorize(
     """Deny unless a policy allows. ``owned``: the resource is the caller's own (their
     session), which needs no allow, only no explicit deny."""
     request = Request(action, resource, condition_context(principal, extra))
-    decision = evaluate(await policies_for(state, principal), request)
+    decision = evaluate(await policies_for(db_factory, principal), request)
     if decision is Decision.IMPLICIT_DENY and owned:
         return
     if decision is not Decision.ALLOW:

@@ -14,6 +14,8 @@ import secrets
 from typing import Any
 
 from .. import documents as docs
+from ..mgs import MessageGateway
+from ..session_runtime import INVALID_RUN_AS, valid_run_as
 from ..state import Call
 from . import ssm
 from .errors import TargetNotConnected
@@ -33,7 +35,6 @@ async def diagnose_instance(call: Call, params: dict[str, Any]) -> dict[str, Any
         NotFoundException,
         diagnostic_blob,
     )
-    from ..session_runtime import INVALID_RUN_AS, valid_run_as
 
     target, document, node, principal = await session_start_allowed(call, params)
     if not is_online(call, node):
@@ -83,7 +84,7 @@ async def diagnose_instance(call: Call, params: dict[str, Any]) -> dict[str, Any
                 "CiphertextBlob": base64.b64encode(blob).decode(),
                 "EncryptionContext": context,
             }
-    gateway = call.state.extensions["control"]
+    gateway = call.state.services.get(MessageGateway)
     wait = call.state.config.agent_answer_seconds
     answer = await gateway.diagnose(target, request, wait)
     if answer is None:

@@ -194,9 +194,7 @@ async def create_document(call: Call, params: dict[str, Any]) -> dict[str, Any]:
         return {"DocumentDescription": describe(await load_document(db, name))}
 
 
-def _new_document(
-    name: str, owner: str, fmt: str, now: datetime, tags: dict[str, Any]
-) -> Document:
+def _new_document(name: str, owner: str, fmt: str, now: datetime, tags: dict[str, Any]) -> Document:
     return Document(
         name=name,
         owner=owner,

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from ...aws.errors import ValidationException
 from .. import validation as v
 from ..credentials import create_access_key
+from ..mgs import MessageGateway
 from ..state import Call
 from ..storage.models import AccessKey, Activation, ManagedInstance, Role
 from . import ssm
@@ -227,9 +228,9 @@ async def deregister_managed_instance(call: Call, params: dict[str, Any]) -> dic
             select(AccessKey).where(AccessKey.kind == "node", AccessKey.principal == instance_id)
         ):
             key.status = "Inactive"
-    hooks = call.state.extensions.get("control")
-    if hooks is not None:
-        await hooks.disconnect(instance_id, "the node was deregistered")
+    gateway = call.state.services.find(MessageGateway)
+    if gateway is not None:
+        await gateway.disconnect(instance_id, "the node was deregistered")
     return {}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -9,20 +10,23 @@ from typing import Any
 from sqlalchemy import select
 
 from ...aws import arns
+from ...aws.errors import AwsError
 from .. import documents as docs
 from .. import tokens
 from .. import validation as v
 from ..iam.principals import Principal
-from ..state import Call
+from ..session_records import ACTIVE, HISTORY, finish_session
+from ..session_runtime import SessionRuntime
+from ..state import Call, ServerState
 from ..storage.models import ManagedInstance, Session
 from . import ssm
 from .document_ops import NAME_PATTERN, LoadedDocument, load_document
 from .errors import DoesNotExistException, InvalidFilter, InvalidFilterKey, TargetNotConnected
 from .nodes import is_online
 
-ACTIVE = ("Connecting", "Connected", "Disconnected", "Terminating")
-HISTORY = ("Terminated", "Failed")
 MAX_SESSION_ID = 96
+
+log = logging.getLogger("hatchway.server.sessions")
 
 
 def new_session_id(principal_name: str) -> str:
@@ -40,10 +44,6 @@ def data_channel_base(base_url: str) -> str:
 
 def stream_url(call: Call, session_id: str) -> str:
     return f"{data_channel_base(call.base_url)}{session_id}?role=publish_subscribe"
-
-
-def _hooks(call: Call) -> Any:
-    return call.state.extensions.get("sessions")
 
 
 async def session_start_allowed(
@@ -90,6 +90,7 @@ async def start_session(call: Call, params: dict[str, Any]) -> dict[str, Any]:
                 reason=reason,
                 status="Connecting",
                 start_date=call.now,
+                last_activity=call.now,
                 parameters={k: list(val) for k, val in supplied.items()},
                 details="",
                 max_session_duration=str(preferences.max_duration_minutes or ""),
@@ -98,9 +99,11 @@ async def start_session(call: Call, params: dict[str, Any]) -> dict[str, Any]:
         token = await tokens.issue(
             db, session_id, "client", call.now, call.state.config.token_lifetime
         )
-    hooks = _hooks(call)
-    if hooks is not None:
-        await hooks.start(call, session_id, target, document, values, principal)
+    runtime = call.state.services.find(SessionRuntime)
+    if runtime is not None and not await runtime.start(
+        call, session_id, target, document.name, document.parsed, values, principal
+    ):
+        raise TargetNotConnected(f"{target} is not connected.")
     return {"SessionId": session_id, "TokenValue": token, "StreamUrl": stream_url(call, session_id)}
 
 
@@ -127,33 +130,44 @@ async def resume_session(call: Call, params: dict[str, Any]) -> dict[str, Any]:
         token = await tokens.issue(
             db, session_id, "client", call.now, call.state.config.token_lifetime
         )
+    runtime = call.state.services.find(SessionRuntime)
+    if runtime is not None:
+        runtime.client_token_issued(session_id, call.now + call.state.config.token_lifetime)
     return {"SessionId": session_id, "TokenValue": token, "StreamUrl": stream_url(call, session_id)}
-
-
-async def finish_session(
-    call_state: Any, session_id: str, status: str, now: datetime, details: str = ""
-) -> bool:
-    """Move a session into history; false if it already was."""
-    async with call_state.db() as db, db.begin():
-        row = await db.get(Session, session_id)
-        if row is None or row.status in HISTORY:
-            return False
-        row.status = status
-        row.end_date = now
-        if details:
-            row.details = details[:1024]
-    return True
 
 
 @ssm.operation("TerminateSession")
 async def terminate_session(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     session_id = v.string(params, "SessionId", required=True, min_len=1, max_len=96) or ""
     await _session_for(call, session_id, "ssm:TerminateSession")
-    if await finish_session(call.state, session_id, "Terminated", call.now):
-        hooks = _hooks(call)
-        if hooks is not None:
-            await hooks.terminate(session_id, "")
+    if await finish_session(call.state.db, session_id, "Terminated", call.now):
+        runtime = call.state.services.find(SessionRuntime)
+        if runtime is not None:
+            await runtime.terminate(session_id, "")
     return {"SessionId": session_id}
+
+
+async def active_session_preferences(
+    state: ServerState,
+) -> list[tuple[Session, docs.SessionPreferences | None]]:
+    """The sessions still open, each with its document's preferences (None when the
+    document cannot be read any more): what a restarted server watches."""
+    found: list[tuple[Session, docs.SessionPreferences | None]] = []
+    async with state.db() as db:
+        rows = list(await db.scalars(select(Session).where(Session.status.in_(ACTIVE))))
+        for row in rows:
+            try:
+                document = await load_document(db, row.document_name)
+                values = docs.resolve_parameters(document.parsed, row.parameters)
+                preferences = docs.session_preferences(docs.substitute(document.parsed, values))
+            except AwsError as exc:
+                log.warning(
+                    "cannot read the preferences of an open session",
+                    extra={"session_id": row.session_id, "error": str(exc)},
+                )
+                preferences = None
+            found.append((row, preferences))
+    return found
 
 
 SESSION_FILTERS = ("InvokedAfter", "InvokedBefore", "Target", "Owner", "Status", "SessionId")

@@ -152,6 +152,9 @@ class Session(Base):
     parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
     details: Mapped[str] = mapped_column(Text, default="")
     max_session_duration: Mapped[str] = mapped_column(String(8), default="")
+    # When something last passed through the session (saved at a low rate, for the idle
+    # timeout after a restart); None for sessions from before it was kept.
+    last_activity: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class SessionToken(Base):

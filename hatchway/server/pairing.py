@@ -1,0 +1,100 @@
+"""Relay pairing: a session's two ends (client and agent), which socket each has, and the
+frames that wait for a side that is not connected.
+
+Pure: the socket is any object (the relay's WebSocket, a test's stand-in); nothing here
+sends, reads a clock, or awaits.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+PENDING_FRAMES = 256
+PENDING_BYTES = 4 * 1024 * 1024
+ROLES = ("client", "agent")
+# The statuses in which a side may (re)join its session.
+JOINABLE = ("Connecting", "Connected", "Disconnected")
+
+S = TypeVar("S")
+
+
+def role_of(client_instance_id: str | None) -> str:
+    """Who opened a data channel: agents name their instance in OpenDataChannel."""
+    return "agent" if client_instance_id else "client"
+
+
+def may_join(status: str | None, role: str, target: str, signed_by_node: str | None) -> bool:
+    """Whether a side may join a session in ``status`` (None: no such session) before
+    its token is redeemed: the session is live, and an agent signed as its target node."""
+    if status is None or status not in JOINABLE:
+        return False
+    return role == "client" or signed_by_node == target
+
+
+@dataclass
+class Side(Generic[S]):
+    """One end of a session: its socket (when connected) and what waits for it."""
+
+    name: str  # "client" or "agent"
+    ws: S | None = None
+    pending: deque[bytes] = field(default_factory=deque)
+    pending_bytes: int = 0
+    dropped: int = 0
+    features: frozenset[str] = frozenset()  # what the side asked for on its upgrade
+
+    def queue(self, frame: bytes) -> None:
+        """Keep a frame for when this side (re)connects, within bounds; past them it is
+        dropped, and the sender's retransmission brings it again."""
+        if len(self.pending) >= PENDING_FRAMES or self.pending_bytes + len(frame) > PENDING_BYTES:
+            self.dropped += 1
+            return
+        self.pending.append(frame)
+        self.pending_bytes += len(frame)
+
+
+@dataclass(frozen=True)
+class Attached(Generic[S]):
+    """What the relay must do after a side attached a socket."""
+
+    previous: S | None  # close it: a newer connection replaced it
+    waiting: list[bytes]  # send these first, in order
+    both_connected: bool  # the session is Connected
+
+
+@dataclass
+class Pairing(Generic[S]):
+    session_id: str
+    target: str
+    client: Side[S] = field(default_factory=lambda: Side("client"))
+    agent: Side[S] = field(default_factory=lambda: Side("agent"))
+    closed: bool = False
+
+    def side(self, role: str) -> Side[S]:
+        return self.client if role == "client" else self.agent
+
+    def peer(self, role: str) -> Side[S]:
+        return self.agent if role == "client" else self.client
+
+    def attach(self, role: str, ws: S) -> Attached[S]:
+        """``ws`` is now ``role``'s socket: it takes over from any earlier one and gets
+        the frames that waited for it."""
+        side = self.side(role)
+        previous, side.ws = side.ws, ws
+        waiting = list(side.pending)
+        side.pending.clear()
+        side.pending_bytes = 0
+        return Attached(
+            previous if previous is not ws else None,
+            waiting,
+            self.client.ws is not None and self.agent.ws is not None,
+        )
+
+    def detach(self, role: str, ws: S) -> bool:
+        """``ws`` went away; false when a newer socket had already replaced it."""
+        side = self.side(role)
+        if side.ws is not ws:
+            return False
+        side.ws = None
+        return True

@@ -1,0 +1,59 @@
+"""Two servers on one database: a client that joins through the other server has joined,
+and the server that started the session does not end it at the join deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+
+import aiohttp
+
+from hatchway.protocol import OpenDataChannel
+from hatchway.server.relay import Relay
+from tests.helpers import ConnectedNode, LoopThread, running_server
+
+
+def test_a_client_that_joined_elsewhere_is_not_ended(tmp_path):
+    loop = LoopThread()
+    home = tmp_path / "server"
+    try:
+        with (
+            running_server(home, token_lifetime=timedelta(seconds=5)) as first,
+            running_server(home) as second,
+        ):
+            node = ConnectedNode(first, loop)
+            try:
+                started = first.client().start_session(Target=node.instance_id)
+                session_id = started["SessionId"]
+                stream_url = started["StreamUrl"].replace(
+                    first.url.removeprefix("http://"), second.url.removeprefix("http://")
+                )
+                relay = first.app_state().services.get(Relay)
+                joined = asyncio.Event()
+
+                async def join_elsewhere():
+                    async with (
+                        aiohttp.ClientSession() as http,
+                        http.ws_connect(stream_url) as ws,
+                    ):
+                        opening = OpenDataChannel(token=started["TokenValue"])
+                        await ws.send_str(opening.to_json().decode())
+                        await joined.wait()  # stay connected while the first server looks
+
+                client = loop.submit(join_elsewhere())
+                ssm = first.client()
+                # Until the first server has met the deadline and found the join (or ended it).
+                for _ in range(1200):
+                    watch = relay.limits.get(session_id)
+                    if watch is None or watch.joined:
+                        break
+                    time.sleep(0.05)
+                loop.loop.call_soon_threadsafe(joined.set)
+                client.result(30)
+                active = ssm.describe_sessions(State="Active")["Sessions"]
+                assert [s["SessionId"] for s in active] == [session_id]
+            finally:
+                node.close()
+    finally:
+        loop.stop()

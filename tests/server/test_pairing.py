@@ -1,0 +1,57 @@
+"""Relay pairing: which socket each side of a session has, and what waits for it."""
+
+from hatchway.server.pairing import PENDING_FRAMES, Pairing, may_join, role_of
+
+
+class Socket:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def test_roles_and_who_may_join():
+    assert role_of("mi-0123456789abcdef0") == "agent"
+    assert role_of("") == "client" and role_of(None) == "client"
+    assert may_join("Connecting", "client", "mi-1", None)
+    assert may_join("Disconnected", "agent", "mi-1", "mi-1")
+    assert not may_join("Connecting", "agent", "mi-1", None)  # agents sign as the target
+    assert not may_join("Connecting", "agent", "mi-1", "mi-2")
+    assert not may_join("Terminated", "client", "mi-1", None)
+    assert not may_join(None, "client", "mi-1", None)
+
+
+def test_frames_wait_for_a_side_and_reach_it_in_order():
+    pairing: Pairing[Socket] = Pairing("s", "mi-1")
+    client = Socket("client")
+    assert not pairing.attach("client", client).both_connected
+    pairing.peer("client").queue(b"one")
+    pairing.peer("client").queue(b"two")
+    agent = Socket("agent")
+    attached = pairing.attach("agent", agent)
+    assert attached.waiting == [b"one", b"two"] and attached.previous is None
+    assert attached.both_connected
+    assert pairing.agent.pending_bytes == 0 and not pairing.agent.pending
+
+
+def test_a_newer_socket_replaces_the_older_one():
+    pairing: Pairing[Socket] = Pairing("s", "mi-1")
+    first, second = Socket("first"), Socket("second")
+    pairing.attach("client", first)
+    assert pairing.attach("client", second).previous is first
+    # The older socket's end does not unplug the newer one.
+    assert not pairing.detach("client", first)
+    assert pairing.client.ws is second
+    assert pairing.detach("client", second)
+    assert pairing.client.ws is None
+
+
+def test_the_queue_is_bounded():
+    pairing: Pairing[Socket] = Pairing("s", "mi-1")
+    side = pairing.side("agent")
+    for _ in range(PENDING_FRAMES + 3):
+        side.queue(b"x")
+    assert len(side.pending) == PENDING_FRAMES and side.dropped == 3
+    side.queue(b"y" * (5 * 1024 * 1024))
+    assert side.dropped == 4
