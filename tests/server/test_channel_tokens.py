@@ -70,6 +70,17 @@ async def admitted(stream_url: str, token: str, node: ConnectedNode) -> bool:
             return done.pop().result()
 
 
+async def closed_by_relay(stream_url: str, token: str) -> bool:
+    """Open only the client side with ``token``: True once the relay closes the socket (a
+    session that has ended has no agent side to relay to)."""
+    async with aiohttp.ClientSession() as http, http.ws_connect(stream_url) as client:
+        await client.send_str(opening(token))
+        async with asyncio.timeout(ANSWER_TIMEOUT):
+            while (await client.receive()).type not in CLOSED:
+                pass
+    return True
+
+
 def test_a_token_opens_its_session_once(ssm, node):
     started = ssm.start_session(Target=node.instance_id)
     assert asyncio.run(admitted(started["StreamUrl"], started["TokenValue"], node))
@@ -89,14 +100,14 @@ def test_an_expired_token_is_refused(server, ssm, node):
     time.sleep(0.5)  # the client's token expires: its expiry was fixed when it was issued
     # Tokens from now on live long enough to be redeemed on a busy machine (the agent's too).
     server.set_config(token_lifetime=timedelta(minutes=5))
-    assert not asyncio.run(admitted(started["StreamUrl"], started["TokenValue"], node))
-    # The client did not join before its token expired: the session ends, and resuming it
-    # gives no token.
+    # The client did not join before its token expired: the session ends, the expired
+    # token is refused, and resuming the session gives no token.
     deadline = time.monotonic() + 30
     while not (history := ssm.describe_sessions(State="History")["Sessions"]):
         assert time.monotonic() < deadline, "the session did not end at its join deadline"
         time.sleep(0.05)
     assert [s["SessionId"] for s in history] == [started["SessionId"]]
+    assert asyncio.run(closed_by_relay(started["StreamUrl"], started["TokenValue"]))
     assert ssm.resume_session(SessionId=started["SessionId"]).get("TokenValue") is None
 
 
