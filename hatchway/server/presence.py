@@ -123,7 +123,7 @@ class AgentPresenceWatch:
             return {session_id: started for session_id, started in rows}
 
     async def _end(self, session_id: str, reason: str) -> None:
-        if await finish_session(self.state, session_id, "Failed", now_utc(), reason):
+        if await finish_session(self.state.db, session_id, "Failed", now_utc(), reason):
             log.info(
                 "session ended: agent gone", extra={"session_id": session_id, "reason": reason}
             )
