@@ -85,12 +85,21 @@ def aws_error_response(error: AwsError) -> web.Response:
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, however it arrives (in pieces, chunked), or 413 once it passes ``limit``.
+
+    ``content.read(n)`` answers with what is buffered so far, not with ``n`` bytes, so one
+    read of a body still on its way would verify a signature over half of it."""
+    too_large = RequestEntityTooLarge(f"The request body is larger than {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
-        raise RequestEntityTooLarge(f"The request body is larger than {limit} bytes")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise RequestEntityTooLarge(f"The request body is larger than {limit} bytes")
-    return body
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(limit + 1 - size):
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def api(request: web.Request) -> web.Response:
