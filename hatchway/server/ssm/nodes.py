@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -61,13 +61,8 @@ async def create_activation(call: Call, params: dict[str, Any]) -> dict[str, Any
     description = v.string(params, "Description", max_len=256, default="")
     name = v.string(params, "DefaultInstanceName", max_len=256, default="")
     limit = v.integer(params, "RegistrationLimit", minimum=1, maximum=1000, default=1)
-    expires_at = v.number(params, "ExpirationDate")
+    expiration = v.timestamp(params, "ExpirationDate") or call.now + timedelta(hours=24)
     tags = merge_tags({}, parse_tags(params))
-    expiration = (
-        datetime.fromtimestamp(expires_at, UTC)
-        if expires_at is not None
-        else call.now + timedelta(hours=24)
-    )
     if expiration <= call.now:
         raise ValidationException("ExpirationDate must be in the future")
     if expiration > call.now + timedelta(days=MAX_ACTIVATION_DAYS):
