@@ -19,10 +19,12 @@ it)? The page opens ``/console/api/ws-probe?probe=ID``, then asks for what we sa
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import logging
+import math
 import re
 import secrets
 import time
@@ -48,6 +50,7 @@ from .iam.principals import Principal, PrincipalKind
 from .keystore import KeystoreError
 from .state import Call, ServerState
 from .storage.models import AccessKey, ConsoleSession, User
+from .throttle import SignInThrottle
 
 log = logging.getLogger("hatchway.server.console")
 
@@ -75,6 +78,32 @@ WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 VENDOR_PACKAGES = ("@xterm/", "@noble/hashes/")
 
 NotSignedIn = _error("NotSignedInException", 401)
+# Password checks at once; each is about 50 ms of scrypt and 16 MiB of memory.
+SCRYPT_SLOTS = 2
+
+
+class SignInThrottled(AwsError):
+    """429 with Retry-After: too many failed sign-ins from this address or for this user."""
+
+    code = "ThrottlingException"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "Retry-After": str(self.retry_after)}
+
+
+def _sign_in_name(params: dict[str, Any]) -> str:
+    """Whom a sign-in is for, as the throttle counts them: the access key or the user."""
+    key_id = params.get("accessKeyId")
+    if isinstance(key_id, str) and key_id:
+        return "key:" + key_id[:128]
+    return "user:" + str(params.get("userName", ""))[:128]
+
+
 # A valid scrypt string for a password nobody has, so a missing user costs the same time.
 _DUMMY_HASH = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$" + "0" * 128
 
@@ -110,6 +139,8 @@ class Console:
         self._services = services
         self._call_for = call_for
         self._probes: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._throttle = SignInThrottle()
+        self._scrypt_slots = asyncio.Semaphore(SCRYPT_SLOTS)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/console", self.redirect)
@@ -175,11 +206,21 @@ class Console:
         _check_origin(request)
         params = await _json(request)
         now = _now()
+        address = request.remote or ""
+        who = _sign_in_name(params)
+        # Refused before any secret is checked: a throttled guess costs no scrypt.
+        wait = self._throttle.attempt(time.monotonic(), address, who)
+        if wait > 0:
+            log.info("console sign-in throttled", extra={"who": who, "address": address})
+            raise SignInThrottled(
+                "Too many failed sign-ins: try again later.", retry_after=math.ceil(wait)
+            )
         user = await self._check_credentials(state, params)
         key_id = params.get("accessKeyId") or None
         if user is None:
-            log.info("console sign-in refused", extra={"who": str(params.get("userName", ""))})
+            log.info("console sign-in refused", extra={"who": who, "address": address})
             raise AccessDeniedException(SIGN_IN_FAILED)
+        self._throttle.succeeded(time.monotonic(), address, who)
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         async with state.db() as db, db.begin():
             await db.execute(delete(ConsoleSession).where(ConsoleSession.expires <= now))
@@ -232,8 +273,11 @@ class Console:
         async with state.db() as db:
             user = await db.get(User, name)
         stored_hash = user.console_password if user is not None else None
-        # check_password runs scrypt even for a missing user, so timing tells nothing.
-        valid = check_password(password, stored_hash or _DUMMY_HASH)
+        # check_password runs scrypt even for a missing user, so timing tells nothing. It
+        # runs on a worker thread (hashlib releases the GIL), a few at a time, so sign-ins
+        # never stall the event loop and every session on it.
+        async with self._scrypt_slots:
+            valid = await asyncio.to_thread(check_password, password, stored_hash or _DUMMY_HASH)
         return name if valid and stored_hash else None
 
     async def sign_out(self, request: web.Request) -> web.Response:
