@@ -7,11 +7,15 @@ import os
 import signal
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from . import __version__
 from .doctor.command import run_options  # already loaded: `hatchway doctor` is registered below
+
+if TYPE_CHECKING:
+    from .server.forwarded import Network
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -36,6 +40,12 @@ def main() -> None:
 @click.option("--tls-key", type=click.Path(exists=True, path_type=Path))
 @click.option("--region", default="us-east-1", show_default=True, envvar="HATCHWAY_REGION")
 @click.option("--log-json", is_flag=True, help="Write the log as JSON lines.")
+@click.option(
+    "--trusted-proxies",
+    default="",
+    envvar="HATCHWAY_TRUSTED_PROXIES",
+    help="CIDR,... of reverse proxies whose X-Forwarded-* headers are believed; none by default.",
+)
 def server(
     listen: str,
     home: Path,
@@ -45,6 +55,7 @@ def server(
     tls_key: Path | None,
     region: str,
     log_json: bool,
+    trusted_proxies: str,
 ) -> None:
     """The control plane, the relay and the console."""
     from . import logs
@@ -53,6 +64,7 @@ def server(
 
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
+    proxies = _trusted_proxies(trusted_proxies)
     host, port = parse_listen(listen)
     home = home.resolve()
     config = ServerConfig(
@@ -65,6 +77,7 @@ def server(
         tls_key=tls_key,
         region=region,
         log_json=log_json,
+        trusted_proxies=proxies,
     )
     home.mkdir(parents=True, exist_ok=True)
     logs.setup(home / "logs", "server", json_lines=log_json)
@@ -338,13 +351,29 @@ def activation_create(
 @main.command()
 @click.option("--home", default=".hatchway", show_default=True, type=click.Path(path_type=Path))
 @click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT")
-def up(home: Path, listen: str) -> None:
+@click.option(
+    "--trusted-proxies",
+    default="",
+    envvar="HATCHWAY_TRUSTED_PROXIES",
+    help="CIDR,... of reverse proxies whose X-Forwarded-* headers are believed; none by default.",
+)
+def up(home: Path, listen: str, trusted_proxies: str) -> None:
     """Run the server with a local agent registered to it. Ctrl-C stops both."""
     from . import logs
     from .up import run_up
 
     host, port = parse_listen(listen)
+    proxies = _trusted_proxies(trusted_proxies)
     home = home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     logs.setup(home / "logs", "server", json_lines=False)
-    asyncio.run(run_until_signalled(lambda stop: run_up(home, host, port, stop)))
+    asyncio.run(run_until_signalled(lambda stop: run_up(home, host, port, stop, proxies)))
+
+
+def _trusted_proxies(text: str) -> tuple[Network, ...]:
+    from .server.forwarded import parse_trusted_proxies
+
+    try:
+        return parse_trusted_proxies(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--trusted-proxies") from None

@@ -31,6 +31,7 @@ from .agent.signing import signed_headers
 from .aws.query import FORM_CONTENT_TYPE
 from .server.app import STATE
 from .server.config import ServerConfig
+from .server.forwarded import Network
 from .server.run import describe_start, serve
 
 log = logging.getLogger("hatchway.up")
@@ -149,9 +150,15 @@ def connect_help(home: Path, url: str, region: str, target: str) -> str:
     )
 
 
-async def run_up(home: Path, host: str, port: int, stop: asyncio.Event) -> None:
+async def run_up(
+    home: Path,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    trusted_proxies: tuple[Network, ...] = (),
+) -> None:
     """Serve until ``stop``; the caller has set up ``home`` and logging."""
-    config = ServerConfig(home=home, host=host, port=port)
+    config = ServerConfig(home=home, host=host, port=port, trusted_proxies=trusted_proxies)
     ready: asyncio.Future[tuple[str, web.Application]] = asyncio.get_running_loop().create_future()
 
     def on_ready(app: web.Application, url: str) -> None:

@@ -19,6 +19,7 @@ from .auth import authenticate
 from .bootstrap import bootstrap
 from .config import ServerConfig
 from .console import Console
+from .forwarded import forwarded
 from .iam import admin as iam_admin
 from .iam.principals import Principal
 from .keystore import Keystore
@@ -45,12 +46,16 @@ def now_utc() -> datetime:
 def base_url(request: web.Request, config: ServerConfig) -> str:
     """The URL the caller used to reach us, honouring a TLS-terminating proxy in front
     (X-Forwarded-Proto, X-Forwarded-Host) and the path prefix it serves us under
-    (X-Forwarded-Prefix)."""
+    (X-Forwarded-Prefix), when that proxy is one of --trusted-proxies."""
     if config.public_url:
         return config.public_url.rstrip("/")
-    scheme = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
-    host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
-    prefix = request.headers.get("X-Forwarded-Prefix", "").split(",")[0].strip().rstrip("/")
+
+    def header(name: str) -> str | None:
+        return forwarded(request.headers, name, request.remote, config.trusted_proxies)
+
+    scheme = header("X-Forwarded-Proto") or request.scheme
+    host = header("X-Forwarded-Host") or request.host
+    prefix = (header("X-Forwarded-Prefix") or "").rstrip("/")
     if prefix and not prefix.startswith("/"):
         prefix = ""
     return f"{scheme}://{host}{prefix}"

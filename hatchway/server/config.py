@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from .forwarded import Network
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -19,6 +21,8 @@ class ServerConfig:
     tls_key: Path | None = None
     region: str = "us-east-1"
     log_json: bool = False
+    # Peers whose X-Forwarded-* headers are believed (--trusted-proxies); none by default.
+    trusted_proxies: tuple[Network, ...] = ()
     # This server process, as other nodes sharing a database see it.
     node_name: str = field(default_factory=socket.gethostname)
     # Data-channel tokens must be used within this long of StartSession/ResumeSession.
