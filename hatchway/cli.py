@@ -13,6 +13,7 @@ import click
 
 from . import __version__
 from .doctor.command import run_options  # already loaded: `hatchway doctor` is registered below
+from .private import private_dir
 
 if TYPE_CHECKING:
     from .server.forwarded import Network
@@ -79,7 +80,7 @@ def server(
         log_json=log_json,
         trusted_proxies=proxies,
     )
-    home.mkdir(parents=True, exist_ok=True)
+    private_dir(home)
     logs.setup(home / "logs", "server", json_lines=log_json)
     asyncio.run(serve(config, lambda app, url: click.echo(describe_start(app, url), err=False)))
 
@@ -365,7 +366,7 @@ def up(home: Path, listen: str, trusted_proxies: str) -> None:
     host, port = parse_listen(listen)
     proxies = _trusted_proxies(trusted_proxies)
     home = home.resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    private_dir(home)
     logs.setup(home / "logs", "server", json_lines=False)
     asyncio.run(run_until_signalled(lambda stop: run_up(home, host, port, stop, proxies)))
 

@@ -15,6 +15,7 @@ from ..aws import json11
 from ..aws import query as query_protocol
 from ..aws.errors import AwsError, InternalServerError, RequestEntityTooLarge
 from ..aws.query import FORM_CONTENT_TYPE, QueryRequest
+from ..private import private_dir, private_files, touch_private
 from .auth import authenticate
 from .bootstrap import bootstrap
 from .config import ServerConfig
@@ -217,7 +218,10 @@ def create_app(config: ServerConfig) -> web.Application:
     app[SERVICES] = {service.target_prefix: service for service in (ssm, ec2messages, kms)}
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        config.home.mkdir(parents=True, exist_ok=True)
+        private_dir(config.home)
+        if not config.database:  # SQLite in the home: 0600 before SQLite first opens it
+            touch_private(config.home / "hatchway.db")
+            private_files(config.home / "hatchway.db-wal", config.home / "hatchway.db-shm")
         engine = make_engine(database_url(config.home, config.database))
         await migrate(engine)
         db = session_factory(engine)
