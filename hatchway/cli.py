@@ -47,6 +47,13 @@ def main() -> None:
     envvar="HATCHWAY_TRUSTED_PROXIES",
     help="CIDR,... of reverse proxies whose X-Forwarded-* headers are believed; none by default.",
 )
+@click.option(
+    "--header-timeout",
+    default=20.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds a connection has to send its first request's headers.",
+)
 def server(
     listen: str,
     home: Path,
@@ -57,6 +64,7 @@ def server(
     region: str,
     log_json: bool,
     trusted_proxies: str,
+    header_timeout: float,
 ) -> None:
     """The control plane, the relay and the console."""
     from . import logs
@@ -79,6 +87,7 @@ def server(
         region=region,
         log_json=log_json,
         trusted_proxies=proxies,
+        header_timeout=header_timeout,
     )
     private_dir(home)
     logs.setup(home / "logs", "server", json_lines=log_json)

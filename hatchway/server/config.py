@@ -30,6 +30,12 @@ class ServerConfig:
     # A node whose control channel has been silent this long is shown as ConnectionLost.
     ping_timeout: timedelta = timedelta(minutes=3)
     max_body_bytes: int = 1024 * 1024
+    # A connection must send its first request's headers within this many seconds, and one
+    # address may hold this many connections that have not yet (slowloris).
+    header_timeout: float = 20.0
+    pending_per_address: int = 64
+    # An idle keep-alive connection (or one slow to send its next request) is closed after.
+    keepalive_timeout: float = 75.0
     # Seconds in a "minute" of idleSessionTimeout and maxSessionDuration; tests shrink it.
     preference_minute: float = 60.0
     # How long HatchwayDiagnoseInstance waits for the agent's answer (doctor).
