@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -13,7 +14,7 @@ from aiohttp import web
 
 from ..aws import json11
 from ..aws import query as query_protocol
-from ..aws.errors import AwsError, InternalServerError, RequestEntityTooLarge
+from ..aws.errors import AwsError, InternalServerError, RequestEntityTooLarge, RequestTimeout
 from ..aws.query import FORM_CONTENT_TYPE, QueryRequest
 from ..private import private_dir, private_files, touch_private
 from .auth import authenticate
@@ -90,21 +91,27 @@ def aws_error_response(error: AwsError) -> web.Response:
     return web.Response(status=error.status, body=error.body(), headers=error.headers())
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body, however it arrives (in pieces, chunked), or 413 once it passes ``limit``.
+async def read_body(request: web.Request, limit: int, within: float | None = None) -> bytes:
+    """The whole body, however it arrives (in pieces, chunked), or 413 once it passes ``limit``,
+    or 408 if it has not all arrived ``within`` seconds.
 
     ``content.read(n)`` answers with what is buffered so far, not with ``n`` bytes, so one
-    read of a body still on its way would verify a signature over half of it."""
+    read of a body still on its way would verify a signature over half of it. The deadline
+    keeps a client that sends headers and then dribbles its body from holding a handler."""
     too_large = RequestEntityTooLarge(f"The request body is larger than {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
         raise too_large
     chunks: list[bytes] = []
     size = 0
-    while chunk := await request.content.read(limit + 1 - size):
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(within):
+            while chunk := await request.content.read(limit + 1 - size):
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(f"The request body did not arrive within {within:g} seconds") from None
     return b"".join(chunks)
 
 
@@ -140,7 +147,7 @@ async def api(request: web.Request) -> web.Response:
 async def _call(request: web.Request, who: dict[str, str]) -> web.Response:
     state = request.app[STATE]
     now = now_utc()
-    body = await read_body(request, state.config.max_body_bytes)
+    body = await read_body(request, state.config.max_body_bytes, state.config.body_timeout)
     prefix, operation = json11.split_target(request.headers.get("X-Amz-Target"))
     services: dict[str, json11.Service[Call]] = request.app[SERVICES]
     service = services.get(prefix)
@@ -169,7 +176,7 @@ async def _query_call(request: web.Request, who: dict[str, str]) -> web.Response
     state = request.app[STATE]
     now = now_utc()
     try:
-        body = await read_body(request, state.config.max_body_bytes)
+        body = await read_body(request, state.config.max_body_bytes, state.config.body_timeout)
         query = QueryRequest(body)
         who["target"] = f"IAM.{query.action}"
         principal = await authenticate(state, request, body, "iam", now)

@@ -36,6 +36,8 @@ class ServerConfig:
     pending_per_address: int = 64
     # An idle keep-alive connection (or one slow to send its next request) is closed after.
     keepalive_timeout: float = 75.0
+    # A request body (of the JSON API) must have arrived within this many seconds.
+    body_timeout: float = 60.0
     # Seconds in a "minute" of idleSessionTimeout and maxSessionDuration; tests shrink it.
     preference_minute: float = 60.0
     # How long HatchwayDiagnoseInstance waits for the agent's answer (doctor).

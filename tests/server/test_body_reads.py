@@ -96,3 +96,22 @@ def test_a_body_over_the_limit_with_its_length_is_413(server):
         status, answer = response(sock)
     assert status == 413
     assert answer["__type"] == "RequestEntityTooLargeException"
+
+
+def test_a_body_that_stops_arriving_gets_408(tmp_path):
+    from tests.helpers import running_server
+
+    with running_server(tmp_path / "s", body_timeout=1.0) as server:
+        headers = {
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": TARGET,
+            "Content-Length": "100",
+        }
+        with connect(server) as sock:
+            sock.sendall(head(server, headers) + b'{"State": ')  # and nothing more
+            status, answer = response(sock)
+    assert status == 408
+    assert answer == {
+        "__type": "RequestTimeoutException",
+        "message": "The request body did not arrive within 1 seconds",
+    }
