@@ -45,7 +45,11 @@ class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
     users, nodes and addresses."""
 
     def _open(self) -> io.TextIOWrapper:
-        return open_private(Path(self.baseFilename), self.mode, self.encoding or "utf-8")
+        # Header values that are not UTF-8 reach us as surrogate escapes; written as
+        # \udcff rather than failing the write (and printing a traceback per line).
+        return open_private(
+            Path(self.baseFilename), self.mode, self.encoding or "utf-8", "backslashreplace"
+        )
 
 
 def setup(log_dir: Path, name: str, *, json_lines: bool, level: int = logging.INFO) -> None:

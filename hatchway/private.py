@@ -36,10 +36,12 @@ def touch_private(path: Path) -> None:
     private_files(path)
 
 
-def open_private(path: Path, mode: str = "a", encoding: str = "utf-8") -> io.TextIOWrapper:
+def open_private(
+    path: Path, mode: str = "a", encoding: str = "utf-8", errors: str | None = None
+) -> io.TextIOWrapper:
     """``open(path, mode)``, but a file it creates is 0600 from the start (no window in
     which the umask's mode applies), and an existing one is made 0600."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
     fd = os.open(path, flags, FILE_MODE)
     os.fchmod(fd, FILE_MODE)
-    return cast(io.TextIOWrapper, os.fdopen(fd, mode, encoding=encoding))
+    return cast(io.TextIOWrapper, os.fdopen(fd, mode, encoding=encoding, errors=errors))

@@ -87,3 +87,16 @@ def test_an_existing_home_is_closed_and_its_old_files_too(tmp_path):
         logs.logging.getLogger("hatchway").removeHandler(handler)
     assert stat.S_IMODE(os.stat(home / "logs").st_mode) == 0o700
     assert stat.S_IMODE(os.stat(home / "logs" / "server.log").st_mode) == 0o600
+
+
+def test_a_log_line_with_bytes_that_are_not_utf8_is_written_escaped(tmp_path, capsys):
+    logs.setup(tmp_path / "logs", "server", json_lines=False)
+    try:
+        # an X-Amz-Target of b"AmazonSSM.\xc3" as aiohttp hands it over
+        logs.logging.getLogger("hatchway.server").info("AmazonSSM.\udcc3")
+    finally:
+        for handler in list(logs.logging.getLogger("hatchway").handlers):
+            handler.close()
+            logs.logging.getLogger("hatchway").removeHandler(handler)
+    assert "AmazonSSM.\\udcc3" in (tmp_path / "logs" / "server.log").read_text()
+    assert "Logging error" not in capsys.readouterr().err
