@@ -31,9 +31,10 @@ class ServerConfig:
     ping_timeout: timedelta = timedelta(minutes=3)
     max_body_bytes: int = 1024 * 1024
     # A connection must send its first request's headers within this many seconds, and one
-    # address may hold this many connections that have not yet (slowloris).
+    # address (trusted proxies aside) may hold this many that have not yet (slowloris). A
+    # burst of connects can all be accepted before any is read, so the cap is generous.
     header_timeout: float = 20.0
-    pending_per_address: int = 64
+    pending_per_address: int = 256
     # An idle keep-alive connection (or one slow to send its next request) is closed after.
     keepalive_timeout: float = 75.0
     # A request body (of the JSON API) must have arrived within this many seconds.

@@ -4,7 +4,8 @@ apply to it before aiohttp sees a byte.
 - A connection must finish its first request's headers within the header timeout, or it
   is closed (slowloris).
 - One source address may hold only so many connections that have not finished their first
-  request's headers; more are closed as soon as they are accepted.
+  request's headers; more are closed as soon as they are accepted. Trusted proxies, which
+  carry many clients' connections, are not capped.
 - When accept() runs out of file descriptors, asyncio pauses accepting for a second and
   retries, reporting each failure with a traceback: we log one line instead (``AcceptAlarm``),
   and the header timeout frees the descriptors that slow clients hold.
@@ -14,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any, cast
 
 from aiohttp import web
 
+from .forwarded import Network, is_trusted
 from .guard import AcceptAlarm, HeaderEnd, PendingConnections
 
 log = logging.getLogger("hatchway.server.listener")
@@ -35,6 +38,7 @@ class _GuardedConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._address = ""
         self._pending = False
+        self._counted = False
         self._headers = HeaderEnd()
         self._deadline: asyncio.TimerHandle | None = None
 
@@ -44,10 +48,13 @@ class _GuardedConnection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self._address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
-        if not site.pending.admit(self._address):
+        # A trusted proxy carries many clients' connections: it is not capped as one.
+        counted = not is_trusted(self._address, site.trusted_proxies)
+        if counted and not site.pending.admit(self._address):
             log.debug("too many pending connections", extra={"address": self._address})
             self._transport.abort()
             return
+        self._counted = counted
         self._pending = True
         self._deadline = asyncio.get_running_loop().call_later(
             site.header_timeout, self._header_deadline
@@ -63,7 +70,8 @@ class _GuardedConnection(asyncio.Protocol):
 
     def _headers_arrived(self) -> None:
         self._pending = False
-        self._site.pending.release(self._address)
+        if self._counted:
+            self._site.pending.release(self._address)
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
@@ -105,10 +113,12 @@ class GuardedTCPSite(web.TCPSite):
         *,
         header_timeout: float,
         pending_per_address: int,
+        trusted_proxies: Sequence[Network] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(runner, host, port, **kwargs)
         self.header_timeout = header_timeout
+        self.trusted_proxies = trusted_proxies
         self.pending = PendingConnections(pending_per_address)
         self.alarm = AcceptAlarm()
 

@@ -40,6 +40,7 @@ async def serve(
         ssl_context=tls_context(config),
         header_timeout=config.header_timeout,
         pending_per_address=config.pending_per_address,
+        trusted_proxies=config.trusted_proxies,
     )
     await site.start()
     scheme = "https" if config.tls else "http"

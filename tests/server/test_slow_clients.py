@@ -44,9 +44,16 @@ def healthz(url: str) -> int:
         return response.status
 
 
+def idle_connection(url: str, source: str) -> socket.socket:
+    parts = urlsplit(url)
+    address = (parts.hostname, parts.port)
+    return socket.create_connection(address, timeout=60, source_address=(source, 0))
+
+
 def test_slowloris_connections_are_closed_at_the_header_deadline(tmp_path):
     with running_server(tmp_path / "s", header_timeout=3.0, pending_per_address=1000) as server:
-        held = [slow_connection(server.url, "127.0.0.2") for _ in range(300)]
+        held = [slow_connection(server.url, "127.0.0.2") for _ in range(280)]
+        held += [idle_connection(server.url, "127.0.0.2") for _ in range(20)]  # say nothing
         try:
             assert healthz(server.url) == 200  # from another address, while they are held
             for sock in held:  # dribbling more header lines does not extend the deadline
@@ -111,3 +118,21 @@ def test_out_of_descriptors_is_logged_once_and_recovered_from(tmp_path):
     log = (home / "logs" / "server.log").read_text()
     assert log.count("out of file descriptors: new connections wait") == 1, log
     assert "Traceback" not in stderr and "out of system resource" not in stderr, stderr[-3000:]
+
+
+def test_a_trusted_proxy_is_not_capped_but_still_has_the_deadline(tmp_path):
+    from hatchway.server.forwarded import parse_trusted_proxies
+
+    proxy = parse_trusted_proxies("127.0.0.5")
+    with running_server(
+        tmp_path / "s", header_timeout=3.0, pending_per_address=2, trusted_proxies=proxy
+    ) as server:
+        held = [slow_connection(server.url, "127.0.0.5") for _ in range(5)]
+        try:
+            last = held[-1]
+            last.sendall(b"\r\n")  # the fifth, past the cap, was admitted
+            assert last.recv(4096).startswith(b"HTTP/1.1 200")
+            assert all(closed_by_server(sock) for sock in held[:-1])
+        finally:
+            for sock in held:
+                sock.close()
