@@ -87,6 +87,7 @@ bench: $(VENV)/.test-stamp $(WEB)/node_modules/.stamp openssh-server chromium
 	$(VENV)/bin/python bench/port_forward.py
 	$(VENV)/bin/python bench/session.py
 	$(VENV)/bin/python bench/console.py
+	$(VENV)/bin/python bench/signin.py
 
 clean:
 	rm -rf $(VENV) $(PYSSM_VENV) $(WEB)/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts

@@ -11,11 +11,16 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from . import __version__
 from .doctor.command import run_options  # already loaded: `hatchway doctor` is registered below
+from .private import private_dir
+
+if TYPE_CHECKING:
+    from .server.forwarded import Network
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -81,6 +86,19 @@ def main() -> None:
     envvar="HATCHWAY_AGENT_GRACE",
     help="Seconds the sessions of an agent that went away wait for it to come back.",
 )
+@click.option(
+    "--trusted-proxies",
+    default="",
+    envvar="HATCHWAY_TRUSTED_PROXIES",
+    help="CIDR,... of reverse proxies whose X-Forwarded-* headers are believed; none by default.",
+)
+@click.option(
+    "--header-timeout",
+    default=20.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds a connection has to send its first request's headers.",
+)
 def server(
     listen: str,
     home: Path,
@@ -91,6 +109,8 @@ def server(
     region: str,
     log_json: bool,
     agent_grace: float,
+    trusted_proxies: str,
+    header_timeout: float,
 ) -> None:
     """The control plane, the relay and the console."""
     from . import logs
@@ -99,6 +119,7 @@ def server(
 
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
+    proxies = _trusted_proxies(trusted_proxies)
     host, port = parse_listen(listen)
     home = home.resolve()
     config = ServerConfig(
@@ -112,8 +133,10 @@ def server(
         region=region,
         log_json=log_json,
         agent_grace_seconds=agent_grace,
+        trusted_proxies=proxies,
+        header_timeout=header_timeout,
     )
-    home.mkdir(parents=True, exist_ok=True)
+    private_dir(home)
     logs.setup(home / "logs", "server", json_lines=log_json)
     try:
         asyncio.run(serve(config, lambda app, url: click.echo(describe_start(app, url))))
@@ -387,16 +410,32 @@ def activation_create(
 @main.command()
 @click.option("--home", default=".hatchway", show_default=True, type=click.Path(path_type=Path))
 @click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT")
-def up(home: Path, listen: str) -> None:
+@click.option(
+    "--trusted-proxies",
+    default="",
+    envvar="HATCHWAY_TRUSTED_PROXIES",
+    help="CIDR,... of reverse proxies whose X-Forwarded-* headers are believed; none by default.",
+)
+def up(home: Path, listen: str, trusted_proxies: str) -> None:
     """Run the server with a local agent registered to it. Ctrl-C stops both."""
     from . import logs
     from .up import run_up
 
     host, port = parse_listen(listen)
+    proxies = _trusted_proxies(trusted_proxies)
     home = home.resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    private_dir(home)
     logs.setup(home / "logs", "server", json_lines=False)
     try:
-        asyncio.run(run_until_signalled(lambda stop: run_up(home, host, port, stop)))
+        asyncio.run(run_until_signalled(lambda stop: run_up(home, host, port, stop, proxies)))
     except OSError as exc:
         raise listen_failure(exc, host, port, make_run=True) from None
+
+
+def _trusted_proxies(text: str) -> tuple[Network, ...]:
+    from .server.forwarded import parse_trusted_proxies
+
+    try:
+        return parse_trusted_proxies(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--trusted-proxies") from None

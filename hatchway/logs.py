@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import logging.handlers
 from pathlib import Path
+
+from .private import open_private, private_dir
 
 _STANDARD = set(vars(logging.makeLogRecord({})))
 
@@ -37,9 +40,21 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotated log that only its owner may read, rotated files included: logs name
+    users, nodes and addresses."""
+
+    def _open(self) -> io.TextIOWrapper:
+        # Header values that are not UTF-8 reach us as surrogate escapes; written as
+        # \udcff rather than failing the write (and printing a traceback per line).
+        return open_private(
+            Path(self.baseFilename), self.mode, self.encoding or "utf-8", "backslashreplace"
+        )
+
+
 def setup(log_dir: Path, name: str, *, json_lines: bool, level: int = logging.INFO) -> None:
     """Log to ``log_dir/<name>.log`` (rotated) and to stderr at warning and above."""
-    log_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(log_dir)
     formatter: logging.Formatter = (
         JsonFormatter()
         if json_lines
@@ -49,12 +64,12 @@ def setup(log_dir: Path, name: str, *, json_lines: bool, level: int = logging.IN
     root.setLevel(level)
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    file_handler = logging.handlers.RotatingFileHandler(
+    file_handler = PrivateRotatingFileHandler(
         log_dir / f"{name}.log", maxBytes=10 * 1024 * 1024, backupCount=5
     )
     file_handler.setFormatter(formatter)
     root.addHandler(file_handler)
-    errors = logging.handlers.RotatingFileHandler(
+    errors = PrivateRotatingFileHandler(
         log_dir / "errors.log", maxBytes=10 * 1024 * 1024, backupCount=5
     )
     errors.setLevel(logging.ERROR)

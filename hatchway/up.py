@@ -12,11 +12,13 @@ import configparser
 import contextlib
 import ctypes
 import dataclasses
+import json
 import logging
 import signal
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import click
@@ -25,8 +27,11 @@ from aiohttp import web
 from .agent.api import call_json
 from .agent.identity import Identity, IdentityError
 from .agent.register import register
+from .agent.signing import signed_headers
+from .aws.query import FORM_CONTENT_TYPE
 from .server.app import STATE
 from .server.config import ServerConfig
+from .server.forwarded import Network
 from .server.mgs import MessageGateway
 from .server.run import describe_start, serve
 
@@ -36,6 +41,24 @@ AGENT_RESTARTS = 5
 AGENT_STOP_SECONDS = 10.0
 AGENT_CONNECT_SECONDS = 60.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+LOCAL_ROLE = "hatchway-local"
+LOCAL_ROLE_POLICY = "hatchway-local-sessions"
+
+
+def node_kms_policy(region: str, account: str) -> dict[str, Any]:
+    """What a node's role needs for encrypted sessions: Decrypt on the account's keys. A
+    node has no KMS rights of its own (as with AWS), so ``hatchway up`` gives its local
+    agent's role this policy, and encrypted sessions work out of the box."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": f"arn:aws:kms:{region}:{account}:key/*",
+            }
+        ],
+    }
 
 
 def admin_identity(home: Path, url: str, region: str) -> Identity:
@@ -72,7 +95,7 @@ async def local_agent_identity(home: Path, url: str, region: str) -> Identity:
             url,
             "CreateActivation",
             {
-                "IamRole": "hatchway-local",
+                "IamRole": LOCAL_ROLE,
                 "Description": "hatchway up",
                 "DefaultInstanceName": "local",
             },
@@ -92,6 +115,34 @@ def command_path(name: str) -> str:
     with contextlib.suppress(ValueError):
         return str(path.relative_to(Path.cwd()))
     return str(path)
+
+
+async def give_local_role_kms(url: str, admin: Identity, region: str, account: str) -> None:
+    """PutRolePolicy (IAM's query protocol) of ``node_kms_policy`` on the local agent's role,
+    on every start, so a home made before nodes lost their built-in Decrypt works too."""
+    body = urlencode(
+        {
+            "Action": "PutRolePolicy",
+            "Version": "2010-05-08",
+            "RoleName": LOCAL_ROLE,
+            "PolicyName": LOCAL_ROLE_POLICY,
+            "PolicyDocument": json.dumps(node_kms_policy(region, account)),
+        }
+    ).encode()
+    endpoint = url.rstrip("/") + "/"
+    headers = signed_headers(
+        admin, "POST", endpoint, "iam", body, {"Content-Type": FORM_CONTENT_TYPE}
+    )
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(endpoint, data=body, headers=headers) as response,
+    ):
+        if response.status != 200:
+            text = (await response.text())[:500]
+            raise click.ClickException(
+                f"could not give the local agent's role {LOCAL_ROLE} its KMS policy "
+                f"(HTTP {response.status}): {text}"
+            )
 
 
 def connect_help(home: Path, url: str, region: str, target: str) -> str:
@@ -116,9 +167,15 @@ def connect_help(home: Path, url: str, region: str, target: str) -> str:
     )
 
 
-async def run_up(home: Path, host: str, port: int, stop: asyncio.Event) -> None:
+async def run_up(
+    home: Path,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    trusted_proxies: tuple[Network, ...] = (),
+) -> None:
     """Serve until ``stop``; the caller has set up ``home`` and logging."""
-    config = ServerConfig(home=home, host=host, port=port)
+    config = ServerConfig(home=home, host=host, port=port, trusted_proxies=trusted_proxies)
     ready: asyncio.Future[tuple[str, web.Application]] = asyncio.get_running_loop().create_future()
 
     def on_ready(app: web.Application, url: str) -> None:
@@ -134,6 +191,7 @@ async def run_up(home: Path, host: str, port: int, stop: asyncio.Event) -> None:
     url, app = ready.result()
     region = app[STATE].region
     identity = await local_agent_identity(home, url, region)
+    await give_local_role_kms(url, admin_identity(home, url, region), region, app[STATE].account)
     agent = asyncio.create_task(run_agent_process(home / "agent", stop))
     try:
         # Say "ready" only once a session can start: the agent has connected.

@@ -14,7 +14,12 @@ from collections.abc import Iterator
 import aiohttp
 from aiohttp import web
 
+from hatchway.server.forwarded import parse_trusted_proxies
 from tests.helpers import LoopThread
+
+# The server believes this proxy's X-Forwarded-* headers only when told to
+# (--trusted-proxies): give running_server(..., trusted_proxies=LOOPBACK) or set_config.
+LOOPBACK = parse_trusted_proxies("127.0.0.0/8, ::1")
 
 HOP_BY_HOP = {
     "connection",

@@ -7,6 +7,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..private import private_dir
+
 IDENTITY_FILE = "identity.json"
 CREDENTIALS_FILE = "credentials"
 
@@ -24,7 +26,7 @@ class Identity:
     secret_access_key: str
 
     def save(self, home: Path) -> Path:
-        home.mkdir(parents=True, exist_ok=True)
+        private_dir(home)
         path = home / IDENTITY_FILE
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -40,6 +40,7 @@ ValidationException = _error("ValidationException", 400)
 SerializationException = _error("SerializationException", 400)
 UnknownOperationException = _error("UnknownOperationException", 400)
 RequestEntityTooLarge = _error("RequestEntityTooLargeException", 413)
+RequestTimeout = _error("RequestTimeoutException", 408)
 AccessDeniedException = _error("AccessDeniedException", 400)
 ThrottlingException = _error("ThrottlingException", 400)
 

@@ -167,6 +167,7 @@ def verify(
 
     headers = _headers_by_name(request.headers)
     _require_signed_headers(auth.signed_headers, headers)
+    _refuse_unsigned_amz_headers(auth.signed_headers, headers)
     payload_hash = _payload_hash(headers, request.body, allow_unsigned_payload)
     canonical = canonical_request(request, auth.signed_headers, payload_hash)
     expected_signature = _signature(secret_key, auth, canonical)
@@ -408,6 +409,22 @@ def _require_signed_headers(signed_headers: Sequence[str], headers: dict[str, li
             raise InvalidSignatureException(
                 f"Header '{name}' is listed in SignedHeaders but is absent from the request."
             )
+
+
+def _refuse_unsigned_amz_headers(
+    signed_headers: Sequence[str], headers: dict[str, list[str]]
+) -> None:
+    # X-Amz-Target picks the operation and X-Amz-Content-Sha256 stands in for the body, so
+    # an x-amz-* header outside the signature could be swapped on a captured request.
+    # Every SDK signs all of them (botocore leaves out only headers such as User-Agent).
+    unsigned = sorted(
+        name for name in headers if name.startswith("x-amz-") and name not in signed_headers
+    )
+    if unsigned:
+        raise IncompleteSignatureException(
+            "There were headers present in the request which were not signed: "
+            + ", ".join(unsigned)
+        )
 
 
 def _single(headers: dict[str, list[str]], name: str) -> str | None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -13,12 +14,14 @@ from aiohttp import web
 
 from ..aws import json11
 from ..aws import query as query_protocol
-from ..aws.errors import AwsError, InternalServerError, RequestEntityTooLarge
+from ..aws.errors import AwsError, InternalServerError, RequestEntityTooLarge, RequestTimeout
 from ..aws.query import FORM_CONTENT_TYPE, QueryRequest
+from ..private import private_dir, private_files, touch_private
 from .auth import authenticate
 from .bootstrap import bootstrap
 from .config import ServerConfig
 from .console import Console
+from .forwarded import forwarded
 from .iam import admin as iam_admin
 from .iam.principals import Principal
 from .keystore import Keystore
@@ -47,12 +50,16 @@ def now_utc() -> datetime:
 def base_url(request: web.Request, config: ServerConfig) -> str:
     """The URL the caller used to reach us, honouring a TLS-terminating proxy in front
     (X-Forwarded-Proto, X-Forwarded-Host) and the path prefix it serves us under
-    (X-Forwarded-Prefix)."""
+    (X-Forwarded-Prefix), when that proxy is one of --trusted-proxies."""
     if config.public_url:
         return config.public_url.rstrip("/")
-    scheme = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
-    host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
-    prefix = request.headers.get("X-Forwarded-Prefix", "").split(",")[0].strip().rstrip("/")
+
+    def header(name: str) -> str | None:
+        return forwarded(request.headers, name, request.remote, config.trusted_proxies)
+
+    scheme = header("X-Forwarded-Proto") or request.scheme
+    host = header("X-Forwarded-Host") or request.host
+    prefix = (header("X-Forwarded-Prefix") or "").rstrip("/")
     if prefix and not prefix.startswith("/"):
         prefix = ""
     return f"{scheme}://{host}{prefix}"
@@ -86,13 +93,28 @@ def aws_error_response(error: AwsError) -> web.Response:
     return web.Response(status=error.status, body=error.body(), headers=error.headers())
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
+async def read_body(request: web.Request, limit: int, within: float | None = None) -> bytes:
+    """The whole body, however it arrives (in pieces, chunked), or 413 once it passes ``limit``,
+    or 408 if it has not all arrived ``within`` seconds.
+
+    ``content.read(n)`` answers with what is buffered so far, not with ``n`` bytes, so one
+    read of a body still on its way would verify a signature over half of it. The deadline
+    keeps a client that sends headers and then dribbles its body from holding a handler."""
+    too_large = RequestEntityTooLarge(f"The request body is larger than {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
-        raise RequestEntityTooLarge(f"The request body is larger than {limit} bytes")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise RequestEntityTooLarge(f"The request body is larger than {limit} bytes")
-    return body
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(within):
+            while chunk := await request.content.read(limit + 1 - size):
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(f"The request body did not arrive within {within:g} seconds") from None
+    return b"".join(chunks)
 
 
 async def api(request: web.Request) -> web.Response:
@@ -127,7 +149,7 @@ async def api(request: web.Request) -> web.Response:
 async def _call(request: web.Request, who: dict[str, str]) -> web.Response:
     state = request.app[STATE]
     now = now_utc()
-    body = await read_body(request, state.config.max_body_bytes)
+    body = await read_body(request, state.config.max_body_bytes, state.config.body_timeout)
     prefix, operation = json11.split_target(request.headers.get("X-Amz-Target"))
     services: dict[str, json11.Service[Call]] = request.app[SERVICES]
     service = services.get(prefix)
@@ -156,7 +178,7 @@ async def _query_call(request: web.Request, who: dict[str, str]) -> web.Response
     state = request.app[STATE]
     now = now_utc()
     try:
-        body = await read_body(request, state.config.max_body_bytes)
+        body = await read_body(request, state.config.max_body_bytes, state.config.body_timeout)
         query = QueryRequest(body)
         who["target"] = f"IAM.{query.action}"
         principal = await authenticate(state, request, body, "iam", now)
@@ -206,7 +228,10 @@ def create_app(config: ServerConfig) -> web.Application:
     app[SERVICES] = {service.target_prefix: service for service in (ssm, ec2messages, kms)}
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        config.home.mkdir(parents=True, exist_ok=True)
+        private_dir(config.home)
+        if not config.database:  # SQLite in the home: 0600 before SQLite first opens it
+            touch_private(config.home / "hatchway.db")
+            private_files(config.home / "hatchway.db-wal", config.home / "hatchway.db-shm")
         engine = make_engine(database_url(config.home, config.database))
         await migrate(engine)
         db = session_factory(engine)

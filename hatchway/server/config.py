@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from .forwarded import Network
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -19,6 +21,8 @@ class ServerConfig:
     tls_key: Path | None = None
     region: str = "us-east-1"
     log_json: bool = False
+    # Peers whose X-Forwarded-* headers are believed (--trusted-proxies); none by default.
+    trusted_proxies: tuple[Network, ...] = ()
     # This server process, as other nodes sharing a database see it.
     node_name: str = field(default_factory=socket.gethostname)
     # Data-channel tokens must be used within this long of StartSession/ResumeSession.
@@ -34,6 +38,15 @@ class ServerConfig:
     # How often this server records in the database that its control channels are alive.
     heartbeat_seconds: float = 30.0
     max_body_bytes: int = 1024 * 1024
+    # A connection must send its first request's headers within this many seconds, and one
+    # address (trusted proxies aside) may hold this many that have not yet (slowloris). A
+    # burst of connects can all be accepted before any is read, so the cap is generous.
+    header_timeout: float = 20.0
+    pending_per_address: int = 256
+    # An idle keep-alive connection (or one slow to send its next request) is closed after.
+    keepalive_timeout: float = 75.0
+    # A request body (of the JSON API) must have arrived within this many seconds.
+    body_timeout: float = 60.0
     # Seconds in a "minute" of idleSessionTimeout and maxSessionDuration; tests shrink it.
     preference_minute: float = 60.0
     # How often a session's last activity is saved (so a restart keeps its idle clock);

@@ -3,7 +3,7 @@ API calls the page makes, run as the signed-in user.
 
 The page (``hatchway/web/static``) is served under ``/console/``. It signs in with an access
 key and secret or with a console password; the server answers with an HttpOnly, SameSite
-cookie (Secure over TLS, or behind a proxy that says ``X-Forwarded-Proto: https``) and a
+cookie (Secure over TLS, or behind a trusted proxy that says ``X-Forwarded-Proto: https``) and a
 CSRF token that every state-changing request must echo in ``X-CSRF-Token``. Only hashes of
 the cookie are stored, so the database alone signs nobody in.
 
@@ -19,15 +19,17 @@ it)? The page opens ``/console/api/ws-probe?probe=ID``, then asks for what we sa
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import logging
+import math
 import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,11 +45,13 @@ from ..aws.errors import (
     ValidationException,
     _error,
 )
+from .forwarded import Network, client_address, forwarded
 from .iam.admin import check_password
 from .iam.principals import Principal, PrincipalKind
 from .keystore import KeystoreError
 from .state import Call, ServerState
 from .storage.models import AccessKey, ConsoleSession, User
+from .throttle import SignInThrottle
 
 log = logging.getLogger("hatchway.server.console")
 
@@ -75,6 +79,32 @@ WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 VENDOR_PACKAGES = ("@xterm/", "@noble/hashes/")
 
 NotSignedIn = _error("NotSignedInException", 401)
+# Password checks at once; each is about 50 ms of scrypt and 16 MiB of memory.
+SCRYPT_SLOTS = 2
+
+
+class SignInThrottled(AwsError):
+    """429 with Retry-After: too many failed sign-ins from this address or for this user."""
+
+    code = "ThrottlingException"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "Retry-After": str(self.retry_after)}
+
+
+def _sign_in_name(params: dict[str, Any]) -> str:
+    """Whom a sign-in is for, as the throttle counts them: the access key or the user."""
+    key_id = params.get("accessKeyId")
+    if isinstance(key_id, str) and key_id:
+        return "key:" + key_id[:128]
+    return "user:" + str(params.get("userName", ""))[:128]
+
+
 # A valid scrypt string for a password nobody has, so a missing user costs the same time.
 _DUMMY_HASH = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$" + "0" * 128
 
@@ -85,16 +115,23 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _cookie_path(request: web.Request) -> str:
-    """The cookie goes only to the console, under the prefix a proxy in front serves us at,
-    so other applications on the same host never see it."""
-    prefix = request.headers.get("X-Forwarded-Prefix", "").split(",")[0].strip().rstrip("/")
+def _forwarded(request: web.Request, name: str, proxies: Sequence[Network]) -> str | None:
+    return forwarded(request.headers, name, request.remote, proxies)
+
+
+def _cookie_path(request: web.Request, proxies: Sequence[Network]) -> str:
+    """The cookie goes only to the console, under the prefix a (trusted) proxy in front
+    serves us at, so other applications on the same host never see it."""
+    prefix = (_forwarded(request, "X-Forwarded-Prefix", proxies) or "").rstrip("/")
     return (prefix if prefix.startswith("/") else "") + "/console/"
 
 
-def _secure(request: web.Request) -> bool:
-    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
-    return request.secure or forwarded == "https"
+def _scheme(request: web.Request, proxies: Sequence[Network]) -> str:
+    return (_forwarded(request, "X-Forwarded-Proto", proxies) or request.scheme).lower()
+
+
+def _secure(request: web.Request, proxies: Sequence[Network]) -> bool:
+    return request.secure or _scheme(request, proxies) == "https"
 
 
 class Console:
@@ -110,6 +147,8 @@ class Console:
         self._services = services
         self._call_for = call_for
         self._probes: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._throttle = SignInThrottle()
+        self._scrypt_slots = asyncio.Semaphore(SCRYPT_SLOTS)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/console", self.redirect)
@@ -172,14 +211,25 @@ class Console:
 
     async def sign_in(self, request: web.Request) -> web.Response:
         state: ServerState = self._state_of(request.app)
-        _check_origin(request)
+        proxies = state.config.trusted_proxies
+        _check_origin(request, proxies)
         params = await _json(request)
         now = _now()
+        address = client_address(request.remote, request.headers.get("X-Forwarded-For"), proxies)
+        who = _sign_in_name(params)
+        # Refused before any secret is checked: a throttled guess costs no scrypt.
+        wait = self._throttle.attempt(time.monotonic(), address, who)
+        if wait > 0:
+            log.info("console sign-in throttled", extra={"who": who, "address": address})
+            raise SignInThrottled(
+                "Too many failed sign-ins: try again later.", retry_after=math.ceil(wait)
+            )
         user = await self._check_credentials(state, params)
         key_id = params.get("accessKeyId") or None
         if user is None:
-            log.info("console sign-in refused", extra={"who": str(params.get("userName", ""))})
+            log.info("console sign-in refused", extra={"who": who, "address": address})
             raise AccessDeniedException(SIGN_IN_FAILED)
+        self._throttle.succeeded(time.monotonic(), address, who)
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         async with state.db() as db, db.begin():
             await db.execute(delete(ConsoleSession).where(ConsoleSession.expires <= now))
@@ -201,9 +251,9 @@ class Console:
             COOKIE,
             token,
             max_age=int(SESSION_LIFETIME.total_seconds()),
-            path=_cookie_path(request),
+            path=_cookie_path(request, proxies),
             httponly=True,
-            secure=_secure(request),
+            secure=_secure(request, proxies),
             samesite="Strict",
         )
         return response
@@ -232,8 +282,11 @@ class Console:
         async with state.db() as db:
             user = await db.get(User, name)
         stored_hash = user.console_password if user is not None else None
-        # check_password runs scrypt even for a missing user, so timing tells nothing.
-        valid = check_password(password, stored_hash or _DUMMY_HASH)
+        # check_password runs scrypt even for a missing user, so timing tells nothing. It
+        # runs on a worker thread (hashlib releases the GIL), a few at a time, so sign-ins
+        # never stall the event loop and every session on it.
+        async with self._scrypt_slots:
+            valid = await asyncio.to_thread(check_password, password, stored_hash or _DUMMY_HASH)
         return name if valid and stored_hash else None
 
     async def sign_out(self, request: web.Request) -> web.Response:
@@ -244,7 +297,7 @@ class Console:
                 delete(ConsoleSession).where(ConsoleSession.token_hash == session.token_hash)
             )
         response = web.json_response({})
-        response.del_cookie(COOKIE, path=_cookie_path(request))
+        response.del_cookie(COOKIE, path=_cookie_path(request, state.config.trusted_proxies))
         return response
 
     async def me(self, request: web.Request) -> web.Response:
@@ -278,7 +331,7 @@ class Console:
             sent = request.headers.get(CSRF_HEADER, "")
             if not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
                 raise AccessDeniedException("The request's CSRF token is missing or wrong.")
-            _check_origin(request)
+            _check_origin(request, state.config.trusted_proxies)
         return session
 
     async def _principal(self, state: ServerState, session: ConsoleSession) -> Principal:
@@ -418,15 +471,16 @@ def _inside(root: Path, relative: str) -> Path | None:
     return path if path.is_relative_to(root.resolve()) else None
 
 
-def _check_origin(request: web.Request) -> None:
-    """A browser sends Origin on every POST; it must be this host (or the host a proxy in
-    front says). SameSite=Strict already keeps other sites' requests cookie-less; this is
-    the second lock."""
+def _check_origin(request: web.Request, proxies: Sequence[Network]) -> None:
+    """A browser sends Origin on every POST; it must be this scheme and host (or those a
+    trusted proxy in front says): ``https://host`` is another origin than ``http://host``.
+    SameSite=Strict already keeps other sites' requests cookie-less; this is the second
+    lock."""
     origin = request.headers.get("Origin")
     if origin is None:
         return
-    host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
-    if origin.split("://", 1)[-1] != host:
+    host = _forwarded(request, "X-Forwarded-Host", proxies) or request.host
+    if origin.lower() != f"{_scheme(request, proxies)}://{host}".lower():
         raise AccessDeniedException(f"Requests from {origin} are not accepted.")
 
 

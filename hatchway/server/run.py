@@ -11,6 +11,7 @@ from aiohttp import web
 
 from .app import STATE, create_app
 from .config import ServerConfig
+from .listener import GuardedTCPSite
 
 
 def tls_context(config: ServerConfig) -> ssl.SSLContext | None:
@@ -28,9 +29,19 @@ async def serve(
     stop: asyncio.Event | None = None,
 ) -> None:
     app = create_app(config)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, keepalive_timeout=config.keepalive_timeout
+    )
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, ssl_context=tls_context(config))
+    site = GuardedTCPSite(
+        runner,
+        config.host,
+        config.port,
+        ssl_context=tls_context(config),
+        header_timeout=config.header_timeout,
+        pending_per_address=config.pending_per_address,
+        trusted_proxies=config.trusted_proxies,
+    )
     try:
         await site.start()
     except BaseException:

@@ -7,7 +7,7 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .storage.models import SessionToken
@@ -20,6 +20,9 @@ def _hash(token: str) -> str:
 async def issue(
     db: AsyncSession, subject: str, role: str, now: datetime, lifetime: timedelta
 ) -> str:
+    """A new token; the spent and expired ones go first, so the table holds only tokens
+    that could still be redeemed."""
+    await purge(db, now)
     token = secrets.token_urlsafe(48)
     db.add(
         SessionToken(
@@ -47,4 +50,8 @@ async def redeem(db: AsyncSession, token: str, subject: str, role: str, now: dat
 
 
 async def purge(db: AsyncSession, now: datetime) -> None:
-    await db.execute(delete(SessionToken).where(SessionToken.expires <= now))
+    """Forget tokens that can no longer be redeemed: used or expired. A forgotten token is
+    refused as unknown, exactly as a used or expired one is."""
+    await db.execute(
+        delete(SessionToken).where(or_(SessionToken.used.is_(True), SessionToken.expires <= now))
+    )

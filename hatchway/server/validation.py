@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
+from datetime import UTC, datetime
 from typing import Any
 
 from ..aws.errors import ValidationException
@@ -89,14 +90,21 @@ def integer(
     return value
 
 
-def number(params: dict[str, Any], name: str) -> float | None:
+# What a datetime can hold: 0001-01-01 to 9999-12-31, as epoch seconds.
+_EARLIEST = datetime.min.replace(tzinfo=UTC).timestamp()
+_LATEST = datetime.max.replace(tzinfo=UTC).timestamp()
+
+
+def timestamp(params: dict[str, Any], name: str) -> datetime | None:
     """Timestamps arrive as epoch seconds (JSON numbers) in JSON 1.1."""
     value = params.get(name)
     if value is None:
         return None
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise ValidationException(f"Value at '{_path(name)}' must be a timestamp")
-    return float(value)
+    if not _EARLIEST <= value < _LATEST:
+        raise _fail(name, value, "Member must be a timestamp between the years 1 and 9999")
+    return datetime.fromtimestamp(value, UTC)
 
 
 def boolean(params: dict[str, Any], name: str, default: bool = False) -> bool:

@@ -861,3 +861,37 @@ def test_signed_json_request_verifies_and_carries_its_token() -> None:
     sigv4.verify(received, auth, SECRET, now=now, region=REGION, service="ssm")
     with pytest.raises(InvalidSignatureException):
         sigv4.verify(received, auth, SECRET + "x", now=now, region=REGION, service="ssm")
+
+
+def test_target_added_after_signing_is_refused() -> None:
+    request = sign(
+        "POST",
+        ENDPOINT + "/",
+        service="ssm",
+        body=b"{}",
+        headers=[("Content-Type", "application/x-amz-json-1.1")],
+    )
+    check(request, service="ssm")
+    error = rejected(replace_header(request, "X-Amz-Target", "AmazonSSM.StartSession"))
+    assert isinstance(error, IncompleteSignatureException)
+    assert error.message == (
+        "There were headers present in the request which were not signed: x-amz-target"
+    )
+
+
+def test_botocore_signs_every_amz_header_it_sends() -> None:
+    request = sign(
+        "POST",
+        ENDPOINT + "/",
+        service="ssm",
+        body=b"{}",
+        headers=[
+            ("X-Amz-Target", "AmazonSSM.StartSession"),
+            ("X-Amz-User-Agent", "aws-sdk-js/3"),
+            ("X-Amz-Content-Sha256", hashlib.sha256(b"{}").hexdigest()),
+        ],
+        token=TOKEN,
+    )
+    auth = check(request, service="ssm")
+    assert {"x-amz-target", "x-amz-user-agent", "x-amz-content-sha256"} <= set(auth.signed_headers)
+    assert "x-amz-security-token" in auth.signed_headers

@@ -15,6 +15,7 @@ from hatchway.doctor.checks import Credentials, Settings
 from tests.certs import PrivateCA
 from tests.e2e.conftest import AgentRunner
 from tests.helpers import REGION, ConnectedNode, LoopThread, running_server
+from tests.reverse_proxy import LOOPBACK
 
 TIMEOUT = 2.0
 
@@ -56,7 +57,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     )
     loop = LoopThread()
     with (
-        running_server(base / "server") as server,
+        # The reverse-proxy cases put a proxy in front, as deployments do, and say so.
+        running_server(base / "server", trusted_proxies=LOOPBACK) as server,
         running_server(base / "tls", tls_cert=shuffled.cert, tls_key=shuffled.key) as tls,
     ):
         agent = AgentRunner(server, base / "agent", loop)

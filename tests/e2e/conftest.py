@@ -1,10 +1,12 @@
 """End to end: a real server and a real agent on loopback, with real shells."""
 
 import asyncio
+import json
 import os
 
 import pytest
 
+from hatchway.up import node_kms_policy
 from tests.helpers import REGION, LoopThread, running_server
 
 
@@ -16,6 +18,12 @@ class AgentRunner:
 
         self.server, self.home, self.loop = server, home, loop
         activation = server.client().create_activation(IamRole="e2e", RegistrationLimit=1)
+        # Nodes have no KMS rights of their own: the role gets what encrypted sessions need.
+        server.client("iam").put_role_policy(
+            RoleName="e2e",
+            PolicyName="sessions",
+            PolicyDocument=json.dumps(node_kms_policy(server.region, server.app_state().account)),
+        )
         self.identity = loop.run(
             register(server.url, activation["ActivationId"], activation["ActivationCode"], REGION)
         )

@@ -16,7 +16,7 @@ import pytest
 
 from tests.certs import PrivateCA
 from tests.e2e.shells import shell_document
-from tests.reverse_proxy import WebSocketMode, reverse_proxy
+from tests.reverse_proxy import LOOPBACK, WebSocketMode, reverse_proxy
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -311,6 +311,7 @@ def test_a_paste_larger_than_the_send_buffer_waits_for_room(stack, console):
 
 def test_a_cut_websocket_resumes_with_nothing_lost_or_repeated(stack, page):
     server, agent = stack
+    server.set_config(trusted_proxies=LOOPBACK)
     with reverse_proxy(server.url) as (proxy, proxy_loop):
         console = Console(page, proxy.url)
         admin_sign_in(console, server)
@@ -327,6 +328,7 @@ def test_a_cut_websocket_resumes_with_nothing_lost_or_repeated(stack, page):
 
 def test_when_the_websocket_cannot_come_back_the_tab_says_why(stack, page):
     server, agent = stack
+    server.set_config(trusted_proxies=LOOPBACK)
     with reverse_proxy(server.url) as (proxy, proxy_loop):
         console = Console(page, proxy.url)
         admin_sign_in(console, server)
@@ -347,6 +349,7 @@ def test_when_the_websocket_cannot_come_back_the_tab_says_why(stack, page):
 )
 def test_a_proxy_that_blocks_websocket_is_named(stack, page, mode, words):
     server, agent = stack
+    server.set_config(trusted_proxies=LOOPBACK)
     with reverse_proxy(server.url, mode=mode) as (proxy, _):
         console = Console(page, proxy.url)
         admin_sign_in(console, server)
@@ -360,6 +363,7 @@ def test_a_proxy_that_blocks_websocket_is_named(stack, page, mode, words):
 
 def test_behind_a_tls_terminating_proxy_under_a_path_prefix(stack, page, tmp_path):
     server, agent = stack
+    server.set_config(trusted_proxies=LOOPBACK)
     ca = PrivateCA(tmp_path / "ca")
     issued = ca.issue(["127.0.0.1"])
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -130,6 +130,36 @@ def test_kms_decrypt_denied_to_the_node_names_the_key(stack, client_env):
     assert_failed(server, result)
 
 
+def test_a_node_whose_role_gives_no_kms_decrypt(stack, client_env):
+    """Nodes have no built-in KMS rights: without the role policy the stack gives, the
+    user sees the failure AWS's support article describes."""
+    from sqlalchemy import delete
+
+    from hatchway.server.storage.models import Policy
+
+    server, agent = stack
+
+    async def remove_role_policies():
+        async with server.app_state().db() as db, db.begin():
+            await db.execute(delete(Policy).where(Policy.principal_name == "e2e"))
+
+    server.loop_call(remove_role_policies())
+    key = server.client("kms").create_key()["KeyMetadata"]
+    result = run_shell(
+        client_env, agent.instance_id, encrypted_document(server, key["KeyId"]), "exit\n"
+    )
+    output = result.stdout + result.stderr
+    account = server.app_state().account
+    assert (
+        "Encountered error while initiating handshake. Fetching data key failed: Unable to "
+        "retrieve data key, Error when decrypting data key AccessDeniedException: User: "
+        f"arn:aws:sts::{account}:assumed-role/e2e/{agent.instance_id} is not authorized to "
+        f"perform: kms:Decrypt on resource: {key['Arn']}"
+    ) in output, output
+    assert "explicit deny" not in output
+    assert_failed(server, result)
+
+
 def test_an_agent_whose_kms_refuses_connections(stack, client_env):
     server, agent = stack
     agent.stop()

@@ -1,5 +1,7 @@
 """The quick start: `hatchway up`, then the commands it prints, from another process."""
 
+import configparser
+import json
 import os
 import re
 import shlex
@@ -11,9 +13,33 @@ import tomllib
 import urllib.request
 from pathlib import Path
 
+import boto3
 import pytest
 
 ROOT = Path(__file__).parents[2]  # where `make run` runs, and so where its lines are pasted
+
+
+def encrypted_document(exports):
+    """A new KMS key and a Session document that encrypts with it, made as the admin."""
+    parser = configparser.ConfigParser()
+    parser.read(exports["AWS_SHARED_CREDENTIALS_FILE"])
+    session = boto3.session.Session(
+        aws_access_key_id=parser["default"]["aws_access_key_id"],
+        aws_secret_access_key=parser["default"]["aws_secret_access_key"],
+        region_name=exports["AWS_DEFAULT_REGION"],
+    )
+    url = exports["AWS_ENDPOINT_URL"]
+    key_id = session.client("kms", endpoint_url=url).create_key()["KeyMetadata"]["KeyId"]
+    content = {
+        "schemaVersion": "1.0",
+        "description": "encrypted",
+        "sessionType": "Standard_Stream",
+        "inputs": {"kmsKeyId": key_id},
+    }
+    session.client("ssm", endpoint_url=url).create_document(
+        Name="Encrypted-Shell", DocumentType="Session", Content=json.dumps(content)
+    )
+    return "Encrypted-Shell"
 
 
 def test_up_prints_commands_that_work(tmp_path):
@@ -88,6 +114,18 @@ def test_up_prints_commands_that_work(tmp_path):
         )
         assert "cli-16" in result.stdout, result.stdout + result.stderr
         assert result.returncode == 0
+        # Nodes have no KMS rights of their own; up gives the local agent's role Decrypt.
+        document = encrypted_document(exports)
+        encrypted = subprocess.run(
+            [sys.executable, "-m", "hatchway", *argv[1:], "--document-name", document],
+            input="echo sealed-$((3*3))\nexit\n",
+            env=env | exports,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "sealed-9" in encrypted.stdout, encrypted.stderr
+        assert "This session is encrypted using AWS KMS." in encrypted.stderr
         assert (home / "logs" / "server.log").exists()
         assert (home / "agent" / "identity.json").exists()
     finally:

@@ -115,3 +115,39 @@ def test_a_resumed_token_opens_the_session(ssm, node):
     started = ssm.start_session(Target=node.instance_id)
     resumed = ssm.resume_session(SessionId=started["SessionId"])
     assert asyncio.run(admitted(resumed["StreamUrl"], resumed["TokenValue"], node))
+
+
+def test_spent_and_expired_tokens_are_purged_when_tokens_are_issued(server):
+    from datetime import UTC, datetime
+
+    from sqlalchemy import func, select
+
+    from hatchway.server import tokens
+    from hatchway.server.storage.models import SessionToken
+
+    db = server.app_state().db
+    then = datetime(2030, 1, 1, tzinfo=UTC)
+    minute = timedelta(minutes=1)
+
+    async def scenario():
+        async with db() as session, session.begin():
+            spent = await tokens.issue(session, "s-1", "client", then, minute)
+            await tokens.issue(session, "s-2", "client", then, minute)  # will expire
+            live = await tokens.issue(session, "s-3", "client", then, 5 * minute)
+        async with db() as session, session.begin():
+            assert await tokens.redeem(session, spent, "s-1", "client", then)
+        async with db() as session, session.begin():
+            await tokens.issue(session, "s-4", "client", then + 2 * minute, minute)
+        async with db() as session:
+            left = await session.scalars(select(SessionToken.subject))
+            count = await session.scalar(select(func.count()).select_from(SessionToken))
+            subjects = sorted(left)
+        async with db() as session, session.begin():
+            replayed = await tokens.redeem(session, spent, "s-1", "client", then)
+            still = await tokens.redeem(session, live, "s-3", "client", then + 2 * minute)
+        return subjects, count, replayed, still
+
+    subjects, count, replayed, still = server.loop_call(scenario())
+    assert subjects == ["s-3", "s-4"] and count == 2
+    assert not replayed  # purged: refused as unknown, as a used token was
+    assert still

@@ -54,6 +54,9 @@ def test_sign_in_with_an_access_key_sets_a_strict_http_only_cookie(server):
 
 
 def test_the_cookie_is_secure_behind_a_tls_terminating_proxy(server):
+    from hatchway.server.forwarded import parse_trusted_proxies
+
+    server.set_config(trusted_proxies=parse_trusted_proxies("127.0.0.0/8"))
     key_id, secret = server.admin_keys()
     _, response = sign_in(
         server,

@@ -106,3 +106,36 @@ def test_clock_skew_names_both_times(server, minutes):
     stamp = when.strftime("%Y%m%dT%H%M%SZ")
     assert stamp in body["message"]
     assert ("Signature expired" if minutes < 0 else "Signature not yet current") in body["message"]
+
+
+def test_unsigned_target_swapped_after_signing_is_refused(server, node):
+    # A client that signs only content-type, host and x-amz-date: the target rides along
+    # outside the signature, so a captured GetConnectionStatus could become StartSession.
+    body = json.dumps({"Target": node.instance_id}).encode()
+    key_id, secret = server.admin_keys()
+    request = AWSRequest(
+        method="POST",
+        url=server.url + "/",
+        data=body,
+        headers={"Content-Type": "application/x-amz-json-1.1"},
+    )
+    SigV4Auth(Credentials(key_id, secret), "ssm", server.region).add_auth(request)
+    captured = dict(request.headers.items())
+    assert "x-amz-target" not in captured["Authorization"]
+    for target in ("AmazonSSM.GetConnectionStatus", "AmazonSSM.StartSession"):
+        status, answer = send(server, {**captured, "X-Amz-Target": target}, body)
+        assert (status, answer["__type"]) == (400, "IncompleteSignatureException")
+        assert answer["message"] == (
+            "There were headers present in the request which were not signed: x-amz-target"
+        )
+    sessions = server.client().describe_sessions(State="Active")["Sessions"]
+    assert sessions == []
+
+
+def test_every_amz_header_must_be_signed(server):
+    headers = sign(server)
+    headers["X-Amz-Content-Sha256"] = "UNSIGNED-PAYLOAD"
+    headers["X-Amz-Meta"] = "x"
+    status, answer = send(server, headers)
+    assert (status, answer["__type"]) == (400, "IncompleteSignatureException")
+    assert answer["message"].endswith("not signed: x-amz-content-sha256, x-amz-meta")

@@ -30,7 +30,9 @@ class Principal:
 
 
 # The built-in permissions every managed node has: what an agent needs to stay
-# registered and serve sessions, and nothing else.
+# registered and serve sessions, and nothing else. No KMS rights: as with AWS, a node may
+# Decrypt only what its role's policies (and the key's policy) allow, so whoever can create
+# an activation cannot read every key's ciphertext through the node it registers.
 NODE_POLICY = {
     "Version": "2012-10-17",
     "Statement": [
@@ -48,7 +50,6 @@ NODE_POLICY = {
             ],
             "Resource": "*",
         },
-        {"Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": "*"},
     ],
 }
 

@@ -6,11 +6,12 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 
+from ...aws import arns
 from ...aws.errors import ValidationException
 from .. import validation as v
 from ..credentials import create_access_key
@@ -58,17 +59,19 @@ def _code_hash(code: str) -> str:
 @ssm.operation("CreateActivation")
 async def create_activation(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     await call.authorize("ssm:CreateActivation", "*")
-    role = v.string(params, "IamRole", required=True, min_len=1, max_len=64)
+    role = v.string(params, "IamRole", required=True, min_len=1, max_len=64) or ""
+    # The activation hands the role to every node it registers, so the caller must be
+    # allowed to pass that role to SSM, as AWS requires.
+    await call.authorize(
+        "iam:PassRole",
+        arns.role(call.account, role),
+        {"iam:PassedToService": "ssm.amazonaws.com"},
+    )
     description = v.string(params, "Description", max_len=256, default="")
     name = v.string(params, "DefaultInstanceName", max_len=256, default="")
     limit = v.integer(params, "RegistrationLimit", minimum=1, maximum=1000, default=1)
-    expires_at = v.number(params, "ExpirationDate")
+    expiration = v.timestamp(params, "ExpirationDate") or call.now + timedelta(hours=24)
     tags = merge_tags({}, parse_tags(params))
-    expiration = (
-        datetime.fromtimestamp(expires_at, UTC)
-        if expires_at is not None
-        else call.now + timedelta(hours=24)
-    )
     if expiration <= call.now:
         raise ValidationException("ExpirationDate must be in the future")
     if expiration > call.now + timedelta(days=MAX_ACTIVATION_DAYS):
@@ -78,7 +81,6 @@ async def create_activation(call: Call, params: dict[str, Any]) -> dict[str, Any
     activation_id = str(uuid.uuid4())
     code = secrets.token_urlsafe(15)[:20]
     async with call.state.db() as db, db.begin():
-        assert role is not None
         if await db.get(Role, role) is None:
             # The activation names the role its nodes act as; create it empty if needed.
             db.add(Role(name=role, created=call.now, tags={}))
