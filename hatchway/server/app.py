@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -14,10 +13,11 @@ from aiohttp import web
 
 from ..aws import json11
 from ..aws import query as query_protocol
-from ..aws.errors import AwsError, InternalServerError, RequestEntityTooLarge, RequestTimeout
+from ..aws.errors import AwsError, InternalServerError
 from ..aws.query import FORM_CONTENT_TYPE, QueryRequest
 from ..private import private_dir, private_files, touch_private
 from .auth import authenticate
+from .bodies import read_body
 from .bootstrap import bootstrap
 from .config import ServerConfig
 from .console import Console
@@ -91,30 +91,6 @@ async def request_ids(
 
 def aws_error_response(error: AwsError) -> web.Response:
     return web.Response(status=error.status, body=error.body(), headers=error.headers())
-
-
-async def read_body(request: web.Request, limit: int, within: float | None = None) -> bytes:
-    """The whole body, however it arrives (in pieces, chunked), or 413 once it passes ``limit``,
-    or 408 if it has not all arrived ``within`` seconds.
-
-    ``content.read(n)`` answers with what is buffered so far, not with ``n`` bytes, so one
-    read of a body still on its way would verify a signature over half of it. The deadline
-    keeps a client that sends headers and then dribbles its body from holding a handler."""
-    too_large = RequestEntityTooLarge(f"The request body is larger than {limit} bytes")
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async with asyncio.timeout(within):
-            while chunk := await request.content.read(limit + 1 - size):
-                size += len(chunk)
-                if size > limit:
-                    raise too_large
-                chunks.append(chunk)
-    except TimeoutError:
-        raise RequestTimeout(f"The request body did not arrive within {within:g} seconds") from None
-    return b"".join(chunks)
 
 
 async def api(request: web.Request) -> web.Response:

@@ -35,6 +35,9 @@ class ServerConfig:
     # After the end of a session, how long an agent has to close its data channel itself
     # before the relay closes it (see Relay._hang_up_later).
     agent_hangup_seconds: float = 10.0
+    # A WebSocket (data channel, control channel, the console's probe) must send its opening
+    # frame within this long of its upgrade; pings do not extend it.
+    channel_open_seconds: float = 30.0
     # How often this server records in the database that its control channels are alive.
     heartbeat_seconds: float = 30.0
     max_body_bytes: int = 1024 * 1024

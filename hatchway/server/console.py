@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -423,9 +424,14 @@ class Console:
         ws = web.WebSocketResponse(heartbeat=None)
         await ws.prepare(request)
         await ws.send_str("ok")
-        async for message in ws:  # the page closes at once; this ends with it
-            if message.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
-                break
+        # The page closes at once; one that does not is closed after the open deadline
+        # (pings do not extend it), so an anonymous caller cannot hold the socket.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._state_of(request.app).config.channel_open_seconds):
+                async for message in ws:
+                    if message.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+                        break
+        await ws.close()
         return ws
 
     async def probe_result(self, request: web.Request) -> web.Response:

@@ -26,6 +26,7 @@ from ..protocol import AgentMessage, MessageType, ProtocolError, decode
 from ..protocol.payloads import get_field, load_object
 from . import tokens
 from .auth import authenticate
+from .bodies import CHANNEL_REQUEST_BYTES, read_body
 from .iam.principals import Principal, PrincipalKind
 from .results import ResultRecorder, SessionResult
 from .state import ServerState
@@ -240,8 +241,8 @@ class MessageGateway:
 
     async def create_control_channel(self, request: web.Request) -> web.Response:
         instance_id = request.match_info["instance_id"]
-        body = await request.content.read(64 * 1024)
         try:
+            body = await read_body(request, CHANNEL_REQUEST_BYTES, self.state.config.body_timeout)
             await self.node_principal(request, body, instance_id)
             async with self.state.db() as db, db.begin():
                 token = await tokens.issue(
@@ -292,7 +293,8 @@ class MessageGateway:
 
     async def _open(self, ws: web.WebSocketResponse, instance_id: str) -> bool:
         try:
-            first = await ws.receive(timeout=30)
+            async with asyncio.timeout(self.state.config.channel_open_seconds):  # pings or not
+                first = await ws.receive()
         except TimeoutError:
             return False
         if first.type != WSMsgType.TEXT:

@@ -39,6 +39,7 @@ from ..protocol import (
 )
 from . import tokens
 from .auth import authenticate
+from .bodies import CHANNEL_REQUEST_BYTES, read_body
 from .client_frames import for_client
 from .iam.principals import PrincipalKind
 from .limits import SessionLimits
@@ -51,7 +52,6 @@ from .supervise import Supervisor
 
 log = logging.getLogger("hatchway.server.relay")
 
-OPEN_TIMEOUT = 30.0
 MAX_FRAME = 4 * 1024 * 1024
 # The watchdog looks at the limits at least this often (sooner when a deadline is nearer).
 LIMITS_CHECK_SECONDS = 1.0
@@ -146,8 +146,8 @@ class Relay:
 
     async def create_data_channel(self, request: web.Request) -> web.Response:
         session_id = request.match_info["session_id"]
-        body = await request.content.read(64 * 1024)
         try:
+            body = await read_body(request, CHANNEL_REQUEST_BYTES, self.state.config.body_timeout)
             session = await self._session_for_agent(request, body, session_id)
             async with self.state.db() as db, db.begin():
                 token = await tokens.issue(
@@ -208,7 +208,10 @@ class Relay:
     ) -> str | None:
         """Read the opening text frame and redeem its token; the role it was issued for."""
         try:
-            first = await ws.receive(timeout=OPEN_TIMEOUT)
+            # One deadline for the opening frame: aiohttp answers pings inside receive()
+            # and would start a receive timeout afresh after each one.
+            async with asyncio.timeout(self.state.config.channel_open_seconds):
+                first = await ws.receive()
             if first.type != WSMsgType.TEXT:
                 raise ProtocolError("the first frame must be the OpenDataChannel text message")
             opening = OpenDataChannel.from_json(first.data)
