@@ -32,8 +32,8 @@ def proxy_for(
 
     aiohttp's trust_env looks up WSS_PROXY for wss:// and never HTTPS_PROXY, so we resolve
     it ourselves: WSS_PROXY or HTTPS_PROXY for wss, WS_PROXY or HTTP_PROXY for ws, minus
-    NO_PROXY; loopback is never proxied (§1.3). Credentials in the proxy URL become a
-    Proxy-Authorization header.
+    NO_PROXY; loopback is never proxied (data-channel.md §1.3). Credentials in the proxy URL
+    become a Proxy-Authorization header.
     """
     host = url.host or ""
     if not host or is_loopback(host):

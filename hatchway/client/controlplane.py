@@ -141,7 +141,7 @@ class ControlPlane:
                     KeyId=key_id, NumberOfBytes=DATA_KEY_BYTES, EncryptionContext=dict(context)
                 )
         except ServiceFailure as failure:
-            # The reference plugin's words, which the agent passes on to the user (§6).
+            # The reference plugin's words, which the agent passes on to the user (agent.md §6).
             cause = failure.__cause__
             if isinstance(cause, ClientError):
                 error = cause.response.get("Error", {})

@@ -198,7 +198,7 @@ class SessionEnded:
     @property
     def failed(self) -> bool:
         """Agents mark a session that failed with an error banner before the reason
-        (agent.md §3, "mark failed"); a clean end has no banner."""
+        (agent.md §1.13, "mark failed"); a clean end has no banner."""
         return self.output.startswith(ERROR_BANNER)
 
 

@@ -112,7 +112,7 @@ class Acknowledge:
 
 
 # What an agent's channel_closed Output starts with when the session failed, before the
-# reason (agent.md §3, the "mark failed" path): a newline, 10 dashes, ERROR, 7 dashes.
+# reason (agent.md §1.13, the "mark failed" path): a newline, 10 dashes, ERROR, 7 dashes.
 ERROR_BANNER = "\n----------ERROR-------\n"
 
 

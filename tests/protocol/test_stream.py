@@ -294,7 +294,8 @@ def test_encryption_applies_to_the_right_payload_types_only():
     client.send(b"ls", now=T0)
     client.send(b'{"cols":80,"rows":24}', PayloadType.SIZE, now=T0)
     data, size = client.data_to_send()
-    assert len(decode(data).payload) == 30  # a 2-byte keystroke becomes 30 bytes (§4.4)
+    # A 2-byte keystroke becomes 30 bytes (data-channel.md §4.4).
+    assert len(decode(data).payload) == 30
     assert decode(size).payload == b'{"cols":80,"rows":24}'
     agent.receive(data, now=T0)
     agent.receive(size, now=T0)
