@@ -7,9 +7,10 @@ import asyncio
 import configparser
 import contextlib
 import os
+import socket
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +23,38 @@ from hatchway.server.run import serve
 
 T = TypeVar("T")
 REGION = "us-east-1"
+
+
+def wait_until(check: Callable[[], T], timeout: float = 60.0, what: str = "the condition") -> T:
+    """Poll ``check`` until it returns something true, and return that; the timeout only
+    ends a test whose condition never comes."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s")
+        time.sleep(0.02)
+    return value
+
+
+@contextlib.contextmanager
+def recording_proxy() -> Iterator[tuple[str, socket.socket]]:
+    """A listener to use as HTTPS_PROXY/HTTP_PROXY: a request for AWS would connect to it."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", listener
+
+
+def nothing_connected(listener: socket.socket) -> bool:
+    """Whether no connection reached ``listener``; call it once the command has exited, when
+    a connection it made would be waiting in the backlog."""
+    listener.setblocking(False)
+    try:
+        connection, _ = listener.accept()
+    except BlockingIOError:
+        return True
+    connection.close()
+    return False
 
 
 class LoopThread:

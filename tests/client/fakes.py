@@ -504,12 +504,3 @@ def client_env(service: FakeService | None = None, **extra: str) -> dict[str, st
         env["AWS_ENDPOINT_URL"] = service.url
     env.update(extra)
     return env
-
-
-def wait_until(predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:
-    """Poll a condition the fake's thread makes true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)

@@ -11,6 +11,7 @@ import pytest
 
 from hatchway.protocol.client_session import CLIENT_VERSION
 from tests.certs import PrivateCA
+from tests.helpers import wait_until
 
 from .fakes import (
     KMS_MESSAGE,
@@ -20,7 +21,6 @@ from .fakes import (
     client_command,
     client_env,
     fake_service,
-    wait_until,
 )
 
 TIMEOUT = 60

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from hatchway.doctor.checks import is_aws_endpoint
 from tests.doctor.conftest import World
+from tests.helpers import nothing_connected, recording_proxy
 from tests.proxy import ConnectProxy
 
 
@@ -178,26 +176,6 @@ def test_no_region_is_taken_from_the_servers_healthz(world: World) -> None:
     assert "us-east-1" in results["config.region"]["evidence"]
     assert "/healthz" in results["config.region"]["evidence"]
     assert results["auth.signature"]["status"] == "pass"
-
-
-@contextmanager
-def recording_proxy() -> Iterator[tuple[str, socket.socket]]:
-    """A listener to use as HTTPS_PROXY: a request for AWS would connect to it."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(16)
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}", listener
-
-
-def nothing_connected(listener: socket.socket) -> bool:
-    # doctor has exited: a connection it made would be waiting in the backlog now.
-    listener.setblocking(False)
-    try:
-        connection, _ = listener.accept()
-    except BlockingIOError:
-        return True
-    connection.close()
-    return False
 
 
 def test_a_region_and_no_endpoint_is_aws_and_said_so_without_calling_it(world: World) -> None:

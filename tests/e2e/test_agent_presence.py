@@ -11,9 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.e2e.conftest import AgentRunner
 from tests.e2e.processes import HATCHWAY, AgentProcess, wait_for_node
-from tests.helpers import LoopThread, running_server
+from tests.helpers import running_server
 
 GRACE = 3.0
 
@@ -132,22 +131,10 @@ def test_a_killed_agent_is_reported_at_once_and_its_session_ends_after_the_grace
         client.close()
 
 
-@pytest.fixture
-def in_process_agent(tmp_path):
-    loop = LoopThread()
-    with running_server(tmp_path / "server") as server:
-        agent = AgentRunner(server, tmp_path / "agent", loop)
-        try:
-            yield server, agent
-        finally:
-            agent.stop()
-            loop.stop()
-
-
-def test_an_agent_that_comes_back_keeps_its_sessions_and_the_others_end(in_process_agent):
+def test_an_agent_that_comes_back_keeps_its_sessions_and_the_others_end(stack):
     from hatchway.server.storage.models import Session
 
-    server, agent = in_process_agent
+    server, agent = stack
     env = server.env()
     client = LiveClient(env, agent.instance_id)
     try:

@@ -10,16 +10,7 @@ from datetime import timedelta
 import pexpect
 
 from hatchway.server.limits import JOIN_MESSAGE
-
-
-def wait_until(check, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s")
+from tests.helpers import wait_until
 
 
 def test_a_session_nobody_joins_ends_when_the_token_expires(stack):

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 
 import pytest
 
+from tests.helpers import nothing_connected, recording_proxy
+
 LIST_USERS = ("iam", "list-users")
 CREATE_ACTIVATION = ("activation", "create", "--iam-role", "r")
 
@@ -33,26 +35,6 @@ def closed_port() -> Iterator[str]:
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         yield f"http://127.0.0.1:{held.getsockname()[1]}"
-
-
-@contextmanager
-def recording_proxy() -> Iterator[tuple[str, socket.socket]]:
-    """A listener to use as HTTPS_PROXY/HTTP_PROXY: a request for AWS would connect to it."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(16)
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}", listener
-
-
-def nothing_connected(listener: socket.socket) -> bool:
-    # The command has exited: a connection it made would be waiting in the backlog now.
-    listener.setblocking(False)
-    try:
-        connection, _ = listener.accept()
-    except BlockingIOError:
-        return True
-    connection.close()
-    return False
 
 
 def without_endpoint(server) -> dict[str, str]:

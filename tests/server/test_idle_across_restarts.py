@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from datetime import UTC, datetime
 
 import aiohttp
@@ -14,7 +13,7 @@ from hatchway.protocol import OpenDataChannel
 from hatchway.server.limits import IDLE_MESSAGE
 from hatchway.server.relay import Relay
 from hatchway.server.storage.models import Session
-from tests.helpers import ConnectedNode, LoopThread, running_server
+from tests.helpers import ConnectedNode, LoopThread, running_server, wait_until
 
 DOCUMENT = {
     "schemaVersion": "1.0",
@@ -22,16 +21,6 @@ DOCUMENT = {
     "sessionType": "Standard_Stream",
     "inputs": {"idleSessionTimeout": "3"},
 }
-
-
-def wait_until(check, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout} s")
 
 
 def saved_activity(server, session_id):
