@@ -97,3 +97,22 @@ def test_parallel_guesses_are_bounded_before_any_has_failed(server):
     with ThreadPoolExecutor(max_workers=15) as pool:
         statuses = list(pool.map(guess, range(30)))
     assert sorted(statuses) == [400] * 10 + [429] * 20
+
+
+def test_setting_a_password_hashes_it_off_the_event_loop(server, monkeypatch):
+    from hatchway.server.iam import admin as iam_admin
+
+    threads = []
+    real = iam_admin.hash_password
+
+    def recording(password):
+        threads.append(threading.current_thread())
+        return real(password)
+
+    monkeypatch.setattr(iam_admin, "hash_password", recording)
+    with_password(server, name="dave")
+    server.client("iam").update_login_profile(UserName="dave", Password="Battery-Staple-7")
+    assert len(threads) == 2
+    assert server.loop is not None
+    assert server.loop.thread not in threads
+    assert sign_in(server, {"userName": "dave", "password": "Battery-Staple-7"}).ok

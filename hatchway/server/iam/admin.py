@@ -8,6 +8,7 @@ the admin user may do everything, other users what their policies grant.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -305,13 +306,15 @@ async def _set_password(call: Call, request: QueryRequest, *, create: bool) -> U
         raise PasswordPolicyViolation(f"Password should have a minimum length of {MIN_PASSWORD}")
     operation = "CreateLoginProfile" if create else "UpdateLoginProfile"
     await call.authorize(f"iam:{operation}", arns.user(call.account, name))
+    # scrypt takes tens of milliseconds: on a worker thread, not the loop that carries sessions.
+    hashed = await asyncio.to_thread(hash_password, password)
     async with call.state.db() as db, db.begin():
         user = await _user(call, db, name)
         if create and user.console_password:
             raise EntityAlreadyExists(f"Login Profile for user {name} already exists.")
         if not create and not user.console_password:
             raise NoSuchEntity(f"Login Profile for User {name} cannot be found.")
-        user.console_password = hash_password(password)
+        user.console_password = hashed
     return user
 
 
