@@ -230,6 +230,8 @@ class Relay:
                 and may_join(session.status, role, session.target, signed_by_node)
                 and await tokens.redeem(db, opening.token, session_id, role, now_utc())
             )
+            if valid and role == "client" and session is not None and not session.client_joined:
+                session.client_joined = now_utc()  # other servers' join deadlines read it
         if not valid or session is None:
             log.warning(
                 "data channel token refused", extra={"session_id": session_id, "role": role}

@@ -116,26 +116,18 @@ class SessionRuntime:
         self.relay.limits.extend_join(session_id, expires.timestamp())
 
     async def client_joined(self, session_id: str) -> bool:
-        """Whether a client token of the session was redeemed, on any server."""
+        """Whether a client opened the session's data channel, on any server."""
         async with self.state.db() as db:
-            used = await db.scalar(
-                select(SessionToken.token_hash)
-                .where(
-                    SessionToken.subject == session_id,
-                    SessionToken.role == "client",
-                    SessionToken.used.is_(True),
-                )
-                .limit(1)
-            )
-        return used is not None
+            row = await db.get(Session, session_id)
+        return row is not None and row.client_joined is not None
 
     async def rearm_limits(
         self, sessions: list[tuple[Session, docs.SessionPreferences | None]]
     ) -> None:
         """After a restart, watch the limits of the sessions still open (each with its
         document's preferences; None when they cannot be read, and then only the join
-        deadline is watched). Whether the client has joined, and until when it may, comes
-        from its tokens: a redeemed one means it did."""
+        deadline is watched). Whether the client has joined is on the session's row; until
+        when it may, from its tokens (spent and expired ones are purged)."""
         for row, prefs in sessions:
             async with self.state.db() as db:
                 tokens = list(
@@ -145,7 +137,7 @@ class SessionRuntime:
                         )
                     )
                 )
-            joined = row.status != "Connecting" or any(token.used for token in tokens)
+            joined = row.status != "Connecting" or row.client_joined is not None
             deadline = max((token.expires for token in tokens), default=row.start_date)
             age = (now_utc() - row.start_date).total_seconds()
             self.relay.set_limits(

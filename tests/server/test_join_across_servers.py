@@ -1,17 +1,18 @@
 """Two servers on one database: a client that joins through the other server has joined,
-and the server that started the session does not end it at the join deadline."""
+and the server that started the session does not end it at the join deadline, even after
+the spent token was purged."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import timedelta
 
 import aiohttp
 
+from hatchway.agent.api import create_channel
 from hatchway.protocol import OpenDataChannel
 from hatchway.server.relay import Relay
-from tests.helpers import ConnectedNode, LoopThread, running_server
+from tests.helpers import ConnectedNode, LoopThread, running_server, wait_until
 
 
 def test_a_client_that_joined_elsewhere_is_not_ended(tmp_path):
@@ -43,12 +44,21 @@ def test_a_client_that_joined_elsewhere_is_not_ended(tmp_path):
 
                 client = loop.submit(join_elsewhere())
                 ssm = first.client()
+                # The second server admitted the client; then any new token (here the
+                # node's control-channel token) purges the spent one.
+                elsewhere = second.app_state().services.get(Relay)
+                wait_until(lambda: session_id in elsewhere.pairings, what="the join")
+
+                async def issue_a_token():
+                    async with aiohttp.ClientSession() as http:
+                        await create_channel(http, node.identity, "control", node.instance_id)
+
+                loop.run(issue_a_token())
                 # Until the first server has met the deadline and found the join (or ended it).
-                for _ in range(1200):
-                    watch = relay.limits.get(session_id)
-                    if watch is None or watch.joined:
-                        break
-                    time.sleep(0.05)
+                wait_until(
+                    lambda: (watch := relay.limits.get(session_id)) is None or watch.joined,
+                    what="the first server's join deadline",
+                )
                 loop.loop.call_soon_threadsafe(joined.set)
                 client.result(30)
                 active = ssm.describe_sessions(State="Active")["Sessions"]

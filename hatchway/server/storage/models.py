@@ -155,6 +155,8 @@ class Session(Base):
     # When something last passed through the session (saved at a low rate, for the idle
     # timeout after a restart); None for sessions from before it was kept.
     last_activity: Mapped[datetime | None] = mapped_column(default=None)
+    # When a client first redeemed a token of the session (the join deadline is then met).
+    client_joined: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class SessionToken(Base):

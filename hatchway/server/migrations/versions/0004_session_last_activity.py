@@ -1,5 +1,6 @@
 """sessions.last_activity: when something last passed through a session, kept across
-restarts so that a restart does not re-arm the idle timeout
+restarts so that a restart does not re-arm the idle timeout; sessions.client_joined: when a
+client first opened the session's data channel, on any server (the join deadline's answer)
 
 Revision ID: 0004
 Revises: 0003
@@ -22,8 +23,13 @@ def upgrade() -> None:
         "sessions",
         sa.Column("last_activity", hatchway.server.storage.models.UtcDateTime(), nullable=True),
     )
+    op.add_column(
+        "sessions",
+        sa.Column("client_joined", hatchway.server.storage.models.UtcDateTime(), nullable=True),
+    )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("sessions") as batch:
+        batch.drop_column("client_joined")
         batch.drop_column("last_activity")
