@@ -109,7 +109,6 @@ class SessionRunner:
         self._helper_error: BaseException | None = None
         self._main: asyncio.Task[Any] | None = None
         self._ending: int | ClientFailure | None = None
-        self._agent_away = False
 
     # --- what subclasses fill in ---------------------------------------------------------
 
@@ -317,8 +316,6 @@ class SessionRunner:
             self._terminal.status(closing_line(self._session_id, event.output))
             if self._exit_code is not None:
                 return self._exit_code
-            if self._agent_away:  # it never came back: the session was lost
-                return ExitStatus.TRANSPORT_FAILURE
             # The agent could not open the session (KMS, RunAs, the shell): not a success.
             return ExitStatus.TRANSPORT_FAILURE if event.failed else ExitStatus.OK
         if isinstance(event, SessionFailed):
@@ -334,7 +331,6 @@ class SessionRunner:
                 self._log.debug("handshake: response sent")
             self._on_handshake(event)
         elif isinstance(event, AgentPresenceChanged):
-            self._agent_away = event.presence.state is Presence.AWAY
             self._terminal.status(presence_line(event.presence))
         elif isinstance(event, KmsDataKeyNeeded):
             self._spawn(self._provide_data_key(event))

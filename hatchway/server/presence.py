@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from ..protocol import AgentPresence, Presence
+from ..protocol.payloads import ERROR_BANNER
 from .agent_grace import (
     AgentGrace,
     gone_reason,
@@ -127,4 +128,5 @@ class AgentPresenceWatch:
             log.info(
                 "session ended: agent gone", extra={"session_id": session_id, "reason": reason}
             )
-            await self.relay.close_session(session_id, reason)
+            # Failed as the agent marks a failure, so that clients tell it from a clean end.
+            await self.relay.close_session(session_id, ERROR_BANNER + reason)

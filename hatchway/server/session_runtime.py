@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from ..aws.errors import ValidationException
 from ..protocol import AgentMessage, ChannelClosed, Flags, MessageType
+from ..protocol.payloads import ERROR_BANNER
 from . import documents as docs
 from .iam.principals import Principal
 from .limits import JOIN_MESSAGE
@@ -157,9 +158,11 @@ class SessionRuntime:
             # It joined through another server sharing the database: not ours to end.
             self.relay.limits.joined(session_id)
             return
-        status = "Failed" if reason == JOIN_MESSAGE else "Terminated"
+        failed = reason == JOIN_MESSAGE
+        status = "Failed" if failed else "Terminated"
         if await finish_session(self.state.db, session_id, status, now_utc(), reason):
-            await self.terminate(session_id, reason)
+            # A failure's text follows the error banner, as agents mark it for clients.
+            await self.terminate(session_id, ERROR_BANNER + reason if failed else reason)
 
     async def on_task_complete(self, session_id: str, status: str, output: str) -> None:
         final = "Terminated" if status == "Success" else "Failed"

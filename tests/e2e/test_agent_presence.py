@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from hatchway.protocol.payloads import ERROR_BANNER
 from tests.e2e.processes import HATCHWAY, AgentProcess, wait_for_node
 from tests.helpers import running_server
 
@@ -123,7 +124,37 @@ def test_a_killed_agent_is_reported_at_once_and_its_session_ends_after_the_grace
             "for it to come back.",
         )
         reason = f"The agent on {agent.instance_id} went away and did not come back within 3 s."
-        client.wait_for("stderr", f"SessionId: {session_id} : {reason}")
+        client.wait_for("stderr", f"SessionId: {session_id} : {ERROR_BANNER}{reason}")
+        assert client.process.wait(30) == 255
+        ended = wait_for_history(server, session_id)
+        assert (ended["Status"], ended["Details"]) == ("Failed", reason)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def long_grace(tmp_path):
+    with running_server(tmp_path / "server", agent_grace_seconds=600) as server:
+        agent = AgentProcess(server, tmp_path / "agent")
+        try:
+            agent.start()
+            wait_for_node(server, agent.instance_id, ("Online", "connected"))
+            yield server, agent
+        finally:
+            agent.kill()
+
+
+def test_a_session_its_restarted_agent_no_longer_has_fails_for_its_client(long_grace):
+    server, agent = long_grace
+    client = LiveClient(server.env(), agent.instance_id)
+    try:
+        session_id = client.session_id()
+        shell_ready(client)
+        agent.kill()
+        client.wait_for("stderr", f"The agent on {agent.instance_id} went away;")
+        agent.start()  # a new process: it has no sessions, and says so when it connects
+        reason = f"The agent on {agent.instance_id} came back without this session."
+        client.wait_for("stderr", f"SessionId: {session_id} : {ERROR_BANNER}{reason}")
         assert client.process.wait(30) == 255
         ended = wait_for_history(server, session_id)
         assert (ended["Status"], ended["Details"]) == ("Failed", reason)
