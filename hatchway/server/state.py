@@ -35,14 +35,9 @@ class Services:
             raise ValueError(f"this server already has a {kind.__name__}")
         self._by_type[kind] = service
 
-    def find(self, kind: type[T]) -> T | None:
-        """The service of that type, or None when this server runs without one."""
-        found = self._by_type.get(kind)
-        return found if isinstance(found, kind) else None
-
     def get(self, kind: type[T]) -> T:
-        found = self.find(kind)
-        if found is None:
+        found = self._by_type.get(kind)
+        if not isinstance(found, kind):
             raise LookupError(f"this server has no {kind.__name__}")
         return found
 

@@ -230,9 +230,9 @@ async def deregister_managed_instance(call: Call, params: dict[str, Any]) -> dic
             select(AccessKey).where(AccessKey.kind == "node", AccessKey.principal == instance_id)
         ):
             key.status = "Inactive"
-    gateway = call.state.services.find(MessageGateway)
-    if gateway is not None:
-        await gateway.disconnect(instance_id, "the node was deregistered")
+    await call.state.services.get(MessageGateway).disconnect(
+        instance_id, "the node was deregistered"
+    )
     return {}
 
 

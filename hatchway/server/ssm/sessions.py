@@ -99,8 +99,8 @@ async def start_session(call: Call, params: dict[str, Any]) -> dict[str, Any]:
         token = await tokens.issue(
             db, session_id, "client", call.now, call.state.config.token_lifetime
         )
-    runtime = call.state.services.find(SessionRuntime)
-    if runtime is not None and not await runtime.start(
+    runtime = call.state.services.get(SessionRuntime)
+    if not await runtime.start(
         call, session_id, target, document.name, document.parsed, values, principal
     ):
         raise TargetNotConnected(f"{target} is not connected.")
@@ -130,9 +130,9 @@ async def resume_session(call: Call, params: dict[str, Any]) -> dict[str, Any]:
         token = await tokens.issue(
             db, session_id, "client", call.now, call.state.config.token_lifetime
         )
-    runtime = call.state.services.find(SessionRuntime)
-    if runtime is not None:
-        runtime.client_token_issued(session_id, call.now + call.state.config.token_lifetime)
+    call.state.services.get(SessionRuntime).client_token_issued(
+        session_id, call.now + call.state.config.token_lifetime
+    )
     return {"SessionId": session_id, "TokenValue": token, "StreamUrl": stream_url(call, session_id)}
 
 
@@ -141,9 +141,7 @@ async def terminate_session(call: Call, params: dict[str, Any]) -> dict[str, Any
     session_id = v.string(params, "SessionId", required=True, min_len=1, max_len=96) or ""
     await _session_for(call, session_id, "ssm:TerminateSession")
     if await finish_session(call.state.db, session_id, "Terminated", call.now):
-        runtime = call.state.services.find(SessionRuntime)
-        if runtime is not None:
-            await runtime.terminate(session_id, "")
+        await call.state.services.get(SessionRuntime).terminate(session_id, "")
     return {"SessionId": session_id}
 
 
