@@ -42,10 +42,11 @@ from ..aws import json11
 from ..aws.errors import (
     AccessDeniedException,
     AwsError,
-    RequestEntityTooLarge,
     ValidationException,
     _error,
 )
+from .bodies import read_body
+from .config import ServerConfig
 from .forwarded import Network, client_address, forwarded
 from .iam.admin import check_password
 from .iam.principals import Principal, PrincipalKind
@@ -214,7 +215,7 @@ class Console:
         state: ServerState = self._state_of(request.app)
         proxies = state.config.trusted_proxies
         _check_origin(request, proxies)
-        params = await _json(request)
+        params = await _json(request, state.config)
         now = _now()
         address = client_address(request.remote, request.headers.get("X-Forwarded-For"), proxies)
         who = _sign_in_name(params)
@@ -360,7 +361,7 @@ class Console:
             )
         prefix, operation = json11.split_target(target)
         service = self._services[prefix]
-        params = await _json(request)
+        params = await _json(request, state.config)
         principal = await self._principal(state, session)
         call = self._call_for(request, principal, service.signing_name)
         outcome = "ok"
@@ -490,10 +491,7 @@ def _check_origin(request: web.Request, proxies: Sequence[Network]) -> None:
         raise AccessDeniedException(f"Requests from {origin} are not accepted.")
 
 
-async def _json(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object, or the AWS error for what is wrong with it."""
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise RequestEntityTooLarge("The request body is larger than the server accepts") from None
-    return json11.parse_body(body)
+async def _json(request: web.Request, config: ServerConfig) -> dict[str, Any]:
+    """The request's JSON object, or the AWS error for what is wrong with it; read as the
+    API reads bodies (whole, bounded in size and in time)."""
+    return json11.parse_body(await read_body(request, config.max_body_bytes, config.body_timeout))
