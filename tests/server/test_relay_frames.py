@@ -11,6 +11,7 @@ import aiohttp
 
 from hatchway.agent.datachannel import open_data_channel
 from hatchway.protocol import AgentMessage, MessageType, PayloadType, decode
+from tests.helpers import wait_until
 
 
 def now_ms() -> int:
@@ -187,10 +188,10 @@ def test_a_client_that_joins_while_the_agent_is_away_is_told_too(ssm, node):
 
     started = ssm.start_session(Target=node.instance_id)
     node.close()  # the agent goes, and does not come back
-    for _ in range(1500):
-        if ssm.get_connection_status(Target=node.instance_id)["Status"] == "notconnected":
-            break
-        time.sleep(0.02)
+    wait_until(
+        lambda: ssm.get_connection_status(Target=node.instance_id)["Status"] == "notconnected",
+        what="the node to show notconnected",
+    )
 
     async def scenario() -> AgentPresence:
         async with aiohttp.ClientSession() as http:

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from hatchway.protocol import MessageType
+from tests.helpers import wait_until
 
 LONG = "x" * 257
 
@@ -146,11 +147,9 @@ def test_agent_task_complete_ends_the_session(ssm, node, loop_thread):
     assert loop_thread.run(node.channel.send(message))
     ack = node.wait_for(lambda m: m.message_type == MessageType.AGENT_TASK_ACKNOWLEDGE)
     assert json.loads(ack.payload)["MessageId"] == str(message.message_id)
-    for _ in range(100):
-        history = ssm.describe_sessions(State="History")["Sessions"]
-        if history:
-            break
-        time.sleep(0.05)
+    history = wait_until(
+        lambda: ssm.describe_sessions(State="History")["Sessions"], what="the session to end"
+    )
     assert history[0]["Status"] == "Failed"
     assert "something broke" in history[0]["Details"]
 
