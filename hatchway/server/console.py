@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 from sqlalchemy import delete, select
@@ -132,8 +133,11 @@ def _scheme(request: web.Request, proxies: Sequence[Network]) -> str:
     return (_forwarded(request, "X-Forwarded-Proto", proxies) or request.scheme).lower()
 
 
-def _secure(request: web.Request, proxies: Sequence[Network]) -> bool:
-    return request.secure or _scheme(request, proxies) == "https"
+def _secure(request: web.Request, config: ServerConfig) -> bool:
+    """Whether the browser reached us over TLS: directly, through a trusted proxy that says
+    so, or at an https ``--public-url``."""
+    public_https = (config.public_url or "").lower().startswith("https://")
+    return request.secure or public_https or _scheme(request, config.trusted_proxies) == "https"
 
 
 class Console:
@@ -214,7 +218,7 @@ class Console:
     async def sign_in(self, request: web.Request) -> web.Response:
         state: ServerState = self._state_of(request.app)
         proxies = state.config.trusted_proxies
-        _check_origin(request, proxies)
+        _check_origin(request, state.config)
         params = await _json(request, state.config)
         now = _now()
         address = client_address(request.remote, request.headers.get("X-Forwarded-For"), proxies)
@@ -255,7 +259,7 @@ class Console:
             max_age=int(SESSION_LIFETIME.total_seconds()),
             path=_cookie_path(request, proxies),
             httponly=True,
-            secure=_secure(request, proxies),
+            secure=_secure(request, state.config),
             samesite="Strict",
         )
         return response
@@ -333,7 +337,7 @@ class Console:
             sent = request.headers.get(CSRF_HEADER, "")
             if not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
                 raise AccessDeniedException("The request's CSRF token is missing or wrong.")
-            _check_origin(request, state.config.trusted_proxies)
+            _check_origin(request, state.config)
         return session
 
     async def _principal(self, state: ServerState, session: ConsoleSession) -> Principal:
@@ -478,16 +482,21 @@ def _inside(root: Path, relative: str) -> Path | None:
     return path if path.is_relative_to(root.resolve()) else None
 
 
-def _check_origin(request: web.Request, proxies: Sequence[Network]) -> None:
+def _check_origin(request: web.Request, config: ServerConfig) -> None:
     """A browser sends Origin on every POST; it must be this scheme and host (or those a
-    trusted proxy in front says): ``https://host`` is another origin than ``http://host``.
-    SameSite=Strict already keeps other sites' requests cookie-less; this is the second
-    lock."""
+    trusted proxy in front says, or those of ``--public-url``): ``https://host`` is another
+    origin than ``http://host``. SameSite=Strict already keeps other sites' requests
+    cookie-less; this is the second lock."""
     origin = request.headers.get("Origin")
     if origin is None:
         return
+    proxies = config.trusted_proxies
     host = _forwarded(request, "X-Forwarded-Host", proxies) or request.host
-    if origin.lower() != f"{_scheme(request, proxies)}://{host}".lower():
+    allowed = {f"{_scheme(request, proxies)}://{host}".lower()}
+    if config.public_url:
+        public = urlsplit(config.public_url)
+        allowed.add(f"{public.scheme}://{public.netloc}".lower())
+    if origin.lower() not in allowed:
         raise AccessDeniedException(f"Requests from {origin} are not accepted.")
 
 

@@ -113,6 +113,16 @@ def test_the_origin_check_compares_the_scheme(server):
     assert sign_in(server, body, behind_tls).ok
 
 
+def test_the_public_url_is_an_accepted_origin(server):
+    # TLS ends at a proxy the operator named with --public-url, not --trusted-proxies.
+    server.set_config(public_url="https://hatchway.example.test")
+    key_id, secret = server.admin_keys()
+    body = {"accessKeyId": key_id, "secretAccessKey": secret}
+    accepted = sign_in(server, body, {"Origin": "https://hatchway.example.test"})
+    assert accepted.ok and "Secure" in accepted.headers["Set-Cookie"]
+    assert sign_in(server, body, {"Origin": "http://hatchway.example.test"}).status_code == 400
+
+
 def test_a_spoofed_forwarded_for_does_not_escape_the_sign_in_throttle(server):
     statuses = [
         sign_in(
