@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
-from ..protocol import AgentMessage, ProtocolError, decode
+from ..protocol import MAX_MESSAGE_BYTES, AgentMessage, ProtocolError, decode
 from .api import ServiceError, connect_websocket, create_channel, websocket_url
 from .identity import Identity
 from .signing import signed_headers
@@ -21,9 +21,6 @@ from .signing import signed_headers
 log = logging.getLogger("hatchway.agent.control")
 
 PING_SECONDS = 54.0  # as the official agent; the server answers with pongs
-# The largest control message taken: an interactive_shell carries a session document
-# (SSM documents are at most 64 KB), so this is ample; a larger one closes the channel.
-MAX_CONTROL_MESSAGE = 4 * 1024 * 1024
 AGENT_VERSION = "3.3.987.0"  # what the handshake reports; see README for why
 
 
@@ -82,7 +79,7 @@ class ControlChannel:
         http_url = self.identity.server_url.rstrip("/") + path
         headers = signed_headers(self.identity, "GET", http_url, "ssmmessages")
         ws = await connect_websocket(
-            self.http, url, headers, heartbeat=PING_SECONDS, max_msg_size=MAX_CONTROL_MESSAGE
+            self.http, url, headers, heartbeat=PING_SECONDS, max_msg_size=MAX_MESSAGE_BYTES
         )
         opening = {
             "Cookie": None,

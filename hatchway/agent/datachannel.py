@@ -8,12 +8,10 @@ import uuid
 
 import aiohttp
 
-from ..protocol import AgentMessage, Flags, MessageType, OpenDataChannel
+from ..protocol import MAX_MESSAGE_BYTES, AgentMessage, Flags, MessageType, OpenDataChannel
 from .api import connect_websocket, create_channel, websocket_url
 from .identity import Identity
 from .signing import signed_headers
-
-MAX_FRAME = 4 * 1024 * 1024
 
 
 def set_nodelay(ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -37,7 +35,7 @@ async def open_data_channel(
         websocket_url(identity.server_url, path),
         headers,
         heartbeat=54.0,
-        max_msg_size=MAX_FRAME,
+        max_msg_size=MAX_MESSAGE_BYTES,
         compress=0,
     )
     set_nodelay(ws)

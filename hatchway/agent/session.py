@@ -296,7 +296,7 @@ class SessionWorker:
             await coro
         except Exception as exc:
             log.error("session task failed", exc_info=exc, extra={**self.extra, "task": what})
-            self.finish("Failed", ERROR_BANNER + f"Internal agent error in {what}: {exc!r}")
+            self.finish("Failed", f"Internal agent error in {what}: {exc!r}")
 
     async def cleanup(self) -> None:
         if self.shell is not None:
@@ -358,7 +358,7 @@ class SessionWorker:
                 return
             attempts += 1
             if attempts > RECONNECT_ATTEMPTS:
-                self.finish("Failed", ERROR_BANNER + "The data channel was lost.")
+                self.finish("Failed", "The data channel was lost.")
                 return
             await asyncio.sleep(min(8.0, 0.1 * 2**attempts))
             log.warning(
@@ -398,7 +398,7 @@ class SessionWorker:
             elif isinstance(event, SessionClosed):
                 self.finish("Success", "")
             elif isinstance(event, SessionFailed):
-                self.finish("Failed", ERROR_BANNER + event.reason)
+                self.finish("Failed", event.reason)
             elif isinstance(event, FlagReceived):
                 if event.flag is PortFlag.TERMINATE_SESSION:
                     self.finish("Success", "")
@@ -477,7 +477,7 @@ class SessionWorker:
             # A shell session says "shell", as the support articles quote it; a command
             # document says "command", as agents since 3.0.1181 say for every session.
             what = "shell" if spec.command is None else "command"
-            self.finish("Failed", ERROR_BANNER + f"Unable to start {what}: {exc}\n")
+            self.finish("Failed", f"Unable to start {what}: {exc}\n")
             return
         log.info("process started", extra={**self.extra, "pid": self.shell.pid})
         self.spawn(self.pump_process(), "the shell's output")

@@ -9,6 +9,7 @@ from .crypto import Role, SessionCipher
 from .errors import FlowControlError, ProtocolError
 from .message import (
     HEADER_LENGTH,
+    MAX_MESSAGE_BYTES,
     PAYLOAD_OFFSET,
     AgentMessage,
     Flags,
@@ -47,6 +48,7 @@ __all__ = [
     "AGENT_PRESENCE_FEATURE",
     "FEATURES_HEADER",
     "HEADER_LENGTH",
+    "MAX_MESSAGE_BYTES",
     "PAYLOAD_OFFSET",
     "Acknowledge",
     "ActionStatus",

@@ -29,6 +29,9 @@ HEADER_LENGTH = 116
 PAYLOAD_OFFSET = HEADER_LENGTH + 4
 MESSAGE_TYPE_LENGTH = 32
 DIGEST_LENGTH = 32
+# The largest AgentMessage Hatchway's ends accept in one WebSocket frame, on the control and
+# the data channel alike: far above the 64 KiB port messages and any session document.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 _HEADER = struct.Struct(">I32sIQqQ16s32sII")
 assert _HEADER.size == PAYLOAD_OFFSET

@@ -22,7 +22,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from sqlalchemy import update
 
 from ..aws.errors import AccessDeniedException, AwsError
-from ..protocol import AgentMessage, MessageType, ProtocolError, decode
+from ..protocol import MAX_MESSAGE_BYTES, AgentMessage, MessageType, ProtocolError, decode
 from ..protocol.payloads import get_field, load_object
 from . import tokens
 from .auth import authenticate
@@ -259,7 +259,7 @@ class MessageGateway:
         except AwsError as error:
             return xml_error(error)
         # Pings find agents that vanished without closing TCP (power loss, partition).
-        ws = web.WebSocketResponse(heartbeat=CONTROL_PING_SECONDS, max_msg_size=4 * 1024 * 1024)
+        ws = web.WebSocketResponse(heartbeat=CONTROL_PING_SECONDS, max_msg_size=MAX_MESSAGE_BYTES)
         await ws.prepare(request)
         opened = await self._open(ws, instance_id)
         if not opened:

@@ -28,6 +28,7 @@ from ..aws.errors import AccessDeniedException, AwsError
 from ..protocol import (
     AGENT_PRESENCE_FEATURE,
     FEATURES_HEADER,
+    MAX_MESSAGE_BYTES,
     AgentMessage,
     AgentPresence,
     ChannelClosed,
@@ -52,7 +53,6 @@ from .supervise import Supervisor
 
 log = logging.getLogger("hatchway.server.relay")
 
-MAX_FRAME = 4 * 1024 * 1024
 # The watchdog looks at the limits at least this often (sooner when a deadline is nearer).
 LIMITS_CHECK_SECONDS = 1.0
 
@@ -193,7 +193,7 @@ class Relay:
             if principal.kind is PrincipalKind.NODE:
                 signed_by_node = principal.name
         set_nodelay(request)
-        ws = web.WebSocketResponse(heartbeat=None, max_msg_size=MAX_FRAME, compress=False)
+        ws = web.WebSocketResponse(heartbeat=None, max_msg_size=MAX_MESSAGE_BYTES, compress=False)
         await ws.prepare(request)
         role = await self._admit(ws, session_id, signed_by_node)
         if role is None:
