@@ -155,6 +155,7 @@ class AgentSession:
         self._challenge = random_bytes(16) if self.kms_key_id else b""
         self._secret = b""
         self._deadline: float | None = None
+        self._heard_client = False
         self._started = 0.0
         self._events: deque[Event] = deque()
         self._early: list[StreamData] = []
@@ -178,12 +179,19 @@ class AgentSession:
         actions = (*request.actions, *optional)
         request = HandshakeRequest(request.agent_version, actions)
         self.channel.send(request.to_json(), PayloadType.HANDSHAKE_REQUEST, now=now)
-        self._deadline = now + HANDSHAKE_TIMEOUT
+        # The handshake's deadline runs from the client's first frame, not from here: a
+        # client on a busy machine may open its data channel late, and until it does the
+        # service's join deadline (ending the session with channel_closed) is the bound.
+        self._heard_client = False
         self._started = now
 
     # --- I/O layer entry points ---------------------------------------------------------
 
     def receive(self, frame: bytes, now: float) -> None:
+        if not self._heard_client:
+            self._heard_client = True
+            if self.state is State.HANDSHAKING:
+                self._deadline = now + HANDSHAKE_TIMEOUT
         self.channel.receive(frame, now=now)
         while (event := self.channel.next_event()) is not None:
             if isinstance(event, StreamData):

@@ -48,7 +48,8 @@ def test_fifty_concurrent_sessions_keep_their_own_output(stack, client_env):
         results = list(pool.map(one, range(50)))
     for i, result in results:
         owners = set(re.findall(r"marker-(\d\d)-", result.stdout))
-        assert owners == {f"{i:02d}"}, (i, owners)  # nothing crossed from another session
+        # Nothing crossed from another session.
+        assert owners == {f"{i:02d}"}, (i, owners, result.returncode, result.stderr)
         lines = {line.strip() for line in result.stdout.splitlines()}
         assert {f"marker-{i:02d}-{n}" for n in range(1, 201)} <= lines, result.stderr
         assert result.returncode == i % 7, result.stderr

@@ -187,11 +187,23 @@ def test_input_during_the_handshake_is_kept_until_the_session_is_ready():
     assert events(agent)[1:] == [InputReceived(b"early"), ResizeRequested(90, 20)]
 
 
-def test_handshake_timeout():
+def test_handshake_timeout_counts_from_the_clients_first_frame():
     agent = new_agent()
     agent.start(T0)
-    assert agent.next_timeout() is not None
-    agent.tick(T0 + 16)
+    # No client yet (it may be slow to open its data channel): the service's join
+    # deadline bounds that wait, not the handshake's.
+    agent.tick(T0 + 100)
+    assert not [e for e in events(agent) if isinstance(e, SessionFailed)]
+    assert agent.state is State.HANDSHAKING
+    # The client shows up (it acknowledges the request) and never answers it.
+    client = DataChannel(Role.CLIENT)
+    for frame in agent.data_to_send():
+        client.receive(frame, now=T0 + 100)
+    for frame in client.data_to_send():
+        agent.receive(frame, now=T0 + 100)
+    agent.tick(T0 + 114)
+    assert agent.state is State.HANDSHAKING
+    agent.tick(T0 + 116)
     (failed,) = [e for e in events(agent) if isinstance(e, SessionFailed)]
     assert "Handshake timed out" in failed.reason
     assert agent.state is State.FAILED
