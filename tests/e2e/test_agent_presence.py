@@ -99,9 +99,10 @@ def shell_ready(client):
     client.wait_for("stdout", "ready-42")
 
 
-@pytest.fixture
-def short_grace(tmp_path):
-    with running_server(tmp_path / "server", agent_grace_seconds=GRACE) as server:
+@contextlib.contextmanager
+def agent_process_stack(tmp_path, grace):
+    """A server whose agent grace is ``grace`` seconds, and a `hatchway agent run` process."""
+    with running_server(tmp_path / "server", agent_grace_seconds=grace) as server:
         agent = AgentProcess(server, tmp_path / "agent")
         try:
             agent.start()
@@ -109,6 +110,12 @@ def short_grace(tmp_path):
             yield server, agent
         finally:
             agent.kill()
+
+
+@pytest.fixture
+def short_grace(tmp_path):
+    with agent_process_stack(tmp_path, GRACE) as stack:
+        yield stack
 
 
 def test_a_killed_agent_is_reported_at_once_and_its_session_ends_after_the_grace(short_grace):
@@ -134,14 +141,8 @@ def test_a_killed_agent_is_reported_at_once_and_its_session_ends_after_the_grace
 
 @pytest.fixture
 def long_grace(tmp_path):
-    with running_server(tmp_path / "server", agent_grace_seconds=600) as server:
-        agent = AgentProcess(server, tmp_path / "agent")
-        try:
-            agent.start()
-            wait_for_node(server, agent.instance_id, ("Online", "connected"))
-            yield server, agent
-        finally:
-            agent.kill()
+    with agent_process_stack(tmp_path, 600) as stack:
+        yield stack
 
 
 def test_a_session_its_restarted_agent_no_longer_has_fails_for_its_client(long_grace):
