@@ -80,8 +80,10 @@ def test_interactive_shell_with_resize_ctrl_c_and_exit_code(stack, client_env):
         wait_for_size(child, 24, 80)
         child.setwinsize(40, 132)  # SIGWINCH to the client
         wait_for_size(child, 40, 132)
-        # The shell says when the sleep starts, so the Ctrl-C goes to a running sleep.
-        child.sendline("echo sleep-$((2+1)); sleep 30; echo not-$((0))interrupted")
+        # The foreground job itself says when it runs (then execs the sleep), so the Ctrl-C
+        # reaches it: a marker from the shell's own echo came before the sleep was forked,
+        # and a Ctrl-C in that gap let the list go on.
+        child.sendline("sh -c 'echo sleep-$((2+1)); exec sleep 30'; echo not-$((0))interrupted")
         child.expect("sleep-3\r\n")
         child.sendcontrol("c")  # reaches the remote foreground job; the session lives on
         child.sendline("echo still-$((1+1))")
