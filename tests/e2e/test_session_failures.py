@@ -39,8 +39,12 @@ def test_a_port_session_the_agent_fails_exits_255_with_the_agents_reason(stack, 
         text=True,
     )
     try:
-        stdout, stderr = process.communicate(timeout=90)
+        # Not communicate(): it would close stdin, and the client would end the session on
+        # that EOF itself, racing the agent's answer.
+        process.wait(timeout=90)
+        stdout, stderr = process.stdout.read(), process.stderr.read()
     finally:
+        process.stdin.close()
         if process.poll() is None:
             process.kill()
             process.communicate()
