@@ -19,6 +19,8 @@ from ..private import private_dir, private_files, touch_private
 from .auth import authenticate
 from .bodies import read_body
 from .bootstrap import bootstrap
+from .cluster.links import PEER_PATH, PeerLinks
+from .cluster.registry import NodeRegistry
 from .config import ServerConfig
 from .console import Console
 from .forwarded import forwarded
@@ -30,7 +32,7 @@ from .pagination import Paginator
 from .presence import AgentPresenceWatch
 from .relay import Relay
 from .session_runtime import SessionRuntime
-from .ssm.sessions import active_session_preferences
+from .ssm.sessions import active_session_preferences, session_preferences
 from .state import Call, ServerState
 from .storage.db import database_url, make_engine, migrate, session_factory
 
@@ -223,11 +225,19 @@ def create_app(config: ServerConfig) -> web.Application:
             created_credentials=settings.get("created_credentials"),
         )
         state = app[STATE]
-        async with gateway_for(state) as gateway:
-            relay = Relay(state)
-            runtime = SessionRuntime(state, gateway, relay)
-            for service in (gateway, relay, runtime):
+        registry = NodeRegistry(state.db, config.node_name)
+        await registry.start()
+        links = PeerLinks(
+            config.node_name, keystore.cluster_key, registry, config.channel_open_seconds
+        )
+        async with gateway_for(state, links) as gateway:
+            relay = Relay(state, links)
+            runtime = SessionRuntime(
+                state, gateway, relay, lambda row: session_preferences(state, row)
+            )
+            for service in (registry, links, gateway, relay, runtime):
                 state.services.add(service)
+            registry.on_beat.append(relay.check_homes)
             presence = AgentPresenceWatch(state, relay)
             gateway.watchers.append(presence)
             await presence.start()
@@ -237,6 +247,11 @@ def create_app(config: ServerConfig) -> web.Application:
             finally:
                 await presence.close()
                 await relay.close_all()
+                await links.close()
+        try:
+            await registry.stop()
+        except Exception as exc:  # the database may be what is going away
+            log.warning("could not leave the cluster's registry", extra={"error": str(exc)})
         await engine.dispose()
 
     async def hang_up(app: web.Application) -> None:
@@ -244,6 +259,7 @@ def create_app(config: ServerConfig) -> web.Application:
         services = app[STATE].services
         await services.get(Relay).close_all()
         await services.get(MessageGateway).close_channels()
+        await services.get(PeerLinks).close()
 
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(hang_up)
@@ -278,4 +294,9 @@ def create_app(config: ServerConfig) -> web.Application:
     app.router.add_route("GET", "/v1/control-channel/{instance_id}", control)
     app.router.add_route("POST", "/v1/data-channel/{session_id}", data)
     app.router.add_route("GET", "/v1/data-channel/{session_id}", data)
+
+    async def peer(request: web.Request) -> web.StreamResponse:
+        return await request.app[STATE].services.get(PeerLinks).accept(request)
+
+    app.router.add_get(PEER_PATH, peer)
     return app

@@ -10,7 +10,9 @@ import os
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 KEY_FILE = "master.key"
 _NONCE = 12
@@ -25,6 +27,11 @@ class Keystore:
         if len(key) != 32:
             raise KeystoreError("the master key must be 32 bytes")
         self._aead = AESGCM(key)
+        # What the nodes of a cluster prove to each other on their links (cluster/links.py):
+        # derived, so the master key itself never serves two purposes.
+        self.cluster_key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"hatchway cluster links v1"
+        ).derive(key)
 
     @classmethod
     def load_or_create(cls, home: Path) -> Keystore:

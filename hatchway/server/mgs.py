@@ -4,11 +4,20 @@ that open channels (agent.md §1.3-1.4, §1.9, §1.13).
 A control channel is one WebSocket per managed node. The server sends
 ``interactive_shell`` down it to start a session; the agent answers with
 ``agent_task_complete`` when the session ends.
+
+In a cluster, the node holding an agent's control channel is its route (on the node's
+row, with an epoch). Another node sends to the agent by a call over the link between the
+two nodes. A session started on another node waits on its row (``start_message``) until
+the route's node delivers it: the call says so at once, and each node also looks for
+starts waiting for its agents every ``PENDING_START_SECONDS``, so a lost call delays a
+start but never loses it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import json
 import logging
@@ -19,7 +28,7 @@ from typing import Any, Protocol
 from xml.sax.saxutils import escape
 
 from aiohttp import WSCloseCode, WSMsgType, web
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from ..aws.errors import AccessDeniedException, AwsError
 from ..protocol import MAX_MESSAGE_BYTES, AgentMessage, MessageType, ProtocolError, decode
@@ -27,6 +36,7 @@ from ..protocol.payloads import get_field, load_object
 from . import tokens
 from .auth import authenticate
 from .bodies import CHANNEL_REQUEST_BYTES, read_body
+from .cluster.links import ANSWER_SECONDS, Link, PeerLinks, PeerUnreachable
 from .iam.principals import Principal, PrincipalKind
 from .results import ResultRecorder, SessionResult
 from .state import ServerState
@@ -37,6 +47,8 @@ log = logging.getLogger("hatchway.server.mgs")
 
 SIGNING_NAME = "ssmmessages"
 CONTROL_PING_SECONDS = 60.0
+# How often each node looks for session starts waiting for the agents it holds.
+PENDING_START_SECONDS = 1.0
 
 
 def now_utc() -> datetime:
@@ -69,9 +81,10 @@ def token_response(token: str) -> web.Response:
 class ControlChannel:
     """One agent's live control channel on this server."""
 
-    def __init__(self, instance_id: str, ws: web.WebSocketResponse) -> None:
+    def __init__(self, instance_id: str, ws: web.WebSocketResponse, epoch: int) -> None:
         self.instance_id = instance_id
         self.ws = ws
+        self.epoch = epoch  # the route's epoch this channel set
         self.lock = asyncio.Lock()
         self.opened = now_utc()
 
@@ -96,8 +109,17 @@ class ChannelWatcher(Protocol):
 class MessageGateway:
     """Control channels of the agents connected to this server, and their messages."""
 
-    def __init__(self, state: ServerState) -> None:
+    def __init__(self, state: ServerState, links: PeerLinks) -> None:
         self.state = state
+        self.me = state.config.node_name
+        self.links = links
+        for op, handler in (
+            ("to_agent", self._to_agent_from_peer),
+            ("deliver", self._deliver_from_peer),
+            ("diagnose", self._diagnose_from_peer),
+            ("disconnect", self._disconnect_from_peer),
+        ):
+            links.handle(op, handler)
         self.channels: dict[str, ControlChannel] = {}
         self._channel_opened = asyncio.Event()
         self.supervisor = Supervisor()
@@ -116,6 +138,7 @@ class MessageGateway:
         await self._forget_own_channels()
         self.supervisor.start("control channel heartbeat", self._keep_pings_fresh)
         self.supervisor.start("session result recorder", self._record_next_result)
+        self.supervisor.start("pending session starts", self._deliver_pending)
 
     async def close(self) -> None:
         await self.supervisor.stop()
@@ -130,9 +153,18 @@ class MessageGateway:
 
     async def _keep_pings_fresh(self) -> float:
         """A live channel counts as a ping; other server nodes read last_ping from the
-        database. The seconds until the next one."""
+        database. Only the routes still this node's are refreshed. The seconds until the
+        next one."""
         if self.channels:
-            await self._mark(list(self.channels), connected=True)
+            async with self.state.db() as db, db.begin():
+                await db.execute(
+                    update(ManagedInstance)
+                    .where(
+                        ManagedInstance.instance_id.in_(list(self.channels)),
+                        ManagedInstance.connected_to == self.me,
+                    )
+                    .values(last_ping=now_utc())
+                )
         return self.state.config.heartbeat_seconds
 
     async def _forget_own_channels(self) -> None:
@@ -141,21 +173,52 @@ class MessageGateway:
         async with self.state.db() as db, db.begin():
             await db.execute(
                 update(ManagedInstance)
-                .where(ManagedInstance.connected_to == self.state.config.node_name)
+                .where(ManagedInstance.connected_to == self.me)
                 .values(connected_to=None)
             )
 
-    async def _mark(self, instance_ids: list[str], *, connected: bool) -> None:
-        values: dict[str, Any] = {
-            "connected_to": self.state.config.node_name if connected else None
-        }
-        if connected:
-            values["last_ping"] = now_utc()
+    async def _claim_route(self, instance_id: str) -> int:
+        """This node now holds the agent's control channel: the route's new epoch."""
         async with self.state.db() as db, db.begin():
             await db.execute(
                 update(ManagedInstance)
-                .where(ManagedInstance.instance_id.in_(instance_ids))
-                .values(**values)
+                .where(ManagedInstance.instance_id == instance_id)
+                .values(
+                    connected_to=self.me,
+                    last_ping=now_utc(),
+                    route_epoch=ManagedInstance.route_epoch + 1,
+                )
+            )
+            epoch = await db.scalar(
+                select(ManagedInstance.route_epoch).where(
+                    ManagedInstance.instance_id == instance_id
+                )
+            )
+        return epoch or 0
+
+    async def _release_route(self, channel: ControlChannel) -> None:
+        """The channel closed: clear the route, unless a newer channel (here or on another
+        node) has set it since."""
+        async with self.state.db() as db, db.begin():
+            await db.execute(
+                update(ManagedInstance)
+                .where(
+                    ManagedInstance.instance_id == channel.instance_id,
+                    ManagedInstance.connected_to == self.me,
+                    ManagedInstance.route_epoch == channel.epoch,
+                )
+                .values(connected_to=None)
+            )
+
+    async def route_of(self, instance_id: str) -> str | None:
+        """The node that holds the agent's control channel, as the database says."""
+        if instance_id in self.channels:
+            return self.me
+        async with self.state.db() as db:
+            return await db.scalar(
+                select(ManagedInstance.connected_to).where(
+                    ManagedInstance.instance_id == instance_id
+                )
             )
 
     # --- what the rest of the server asks ------------------------------------------------
@@ -170,9 +233,10 @@ class MessageGateway:
             await self._channel_opened.wait()
 
     async def send(self, instance_id: str, message: AgentMessage) -> bool:
+        """Down the agent's control channel, here or through the node that holds it."""
         channel = self.channels.get(instance_id)
         if channel is None:
-            return False
+            return await self._send_elsewhere(instance_id, message)
         try:
             await channel.send(message)
         except (ConnectionError, RuntimeError) as exc:
@@ -182,11 +246,144 @@ class MessageGateway:
             return False
         return True
 
+    async def _send_elsewhere(self, instance_id: str, message: AgentMessage) -> bool:
+        node = await self.route_of(instance_id)
+        if node is None or node == self.me:
+            return False
+        encoded = base64.b64encode(message.encode()).decode()
+        answer = await self._ask(node, "to_agent", instance=instance_id, message=encoded)
+        return answer.get("ok") is True
+
+    async def _ask(
+        self, node: str, op: str, *, answer_within: float = ANSWER_SECONDS, **fields: Any
+    ) -> dict[str, Any]:
+        try:
+            return await self.links.request(node, op, answer_within=answer_within, **fields)
+        except PeerUnreachable as exc:
+            log.warning("peer call failed", extra={"peer": node, "op": op, "error": str(exc)})
+            return {"ok": False, "reason": str(exc)}
+
+    async def _to_agent_from_peer(self, link: Link, message: dict[str, Any]) -> dict[str, Any]:
+        instance_id, encoded = message.get("instance"), message.get("message")
+        if not isinstance(instance_id, str) or not isinstance(encoded, str):
+            return {"ok": False, "reason": "bad to_agent"}
+        try:
+            agent_message = decode(base64.b64decode(encoded, validate=True))
+        except (binascii.Error, ProtocolError) as exc:
+            return {"ok": False, "reason": f"bad message: {exc}"}
+        channel = self.channels.get(instance_id)
+        return {"ok": channel is not None and await self.send(instance_id, agent_message)}
+
+    async def _disconnect_from_peer(self, link: Link, message: dict[str, Any]) -> dict[str, Any]:
+        instance_id, reason = message.get("instance"), message.get("reason", "")
+        if isinstance(instance_id, str) and isinstance(reason, str):
+            await self.disconnect(instance_id, reason)
+        return {"ok": True}
+
+    async def _diagnose_from_peer(self, link: Link, message: dict[str, Any]) -> dict[str, Any]:
+        instance_id, request, wait = (
+            message.get("instance"),
+            message.get("request"),
+            message.get("wait"),
+        )
+        if (
+            not isinstance(instance_id, str)
+            or not isinstance(request, dict)
+            or not isinstance(wait, int | float)
+            or instance_id not in self.channels
+        ):
+            return {"ok": False}
+        results = await self.diagnose(instance_id, request, min(float(wait), 60.0))
+        return {"ok": results is not None, "results": results or []}
+
+    # --- starts made on other nodes -----------------------------------------------------
+
+    async def start_elsewhere(
+        self, session_id: str, instance_id: str, message: AgentMessage
+    ) -> bool:
+        """Leave a session's start on its row for the node that holds the agent's control
+        channel, and tell that node; false when no node holds it."""
+        node = await self.route_of(instance_id)
+        if node is None or node == self.me:
+            return False
+        async with self.state.db() as db, db.begin():
+            await db.execute(
+                update(Session)
+                .where(Session.session_id == session_id)
+                .values(start_message=base64.b64encode(message.encode()).decode())
+            )
+        await self._ask(node, "deliver", session=session_id)  # if lost, the poll finds it
+        return True
+
+    async def _deliver_from_peer(self, link: Link, message: dict[str, Any]) -> dict[str, Any]:
+        session_id = message.get("session")
+        if not isinstance(session_id, str):
+            return {"ok": False, "reason": "bad deliver"}
+        return {"ok": await self._deliver(session_id)}
+
+    async def _deliver(self, session_id: str) -> bool:
+        """Send a waiting start to its agent, if this node holds the agent's channel. The
+        row is cleared first (two nodes never both send it) and restored if the send
+        fails."""
+        async with self.state.db() as db, db.begin():
+            row = await db.get(Session, session_id)
+            if row is None or row.start_message is None or row.target not in self.channels:
+                return False
+            waiting, row.start_message = row.start_message, None
+        try:
+            message = decode(base64.b64decode(waiting))
+        except (binascii.Error, ProtocolError) as exc:
+            log.error("a waiting session start does not decode", extra={"error": str(exc)})
+            return False
+        if await self.send(row.target, message):
+            log.info("session start delivered", extra={"session_id": session_id})
+            return True
+        async with self.state.db() as db, db.begin():
+            await db.execute(
+                update(Session)
+                .where(Session.session_id == session_id, Session.start_message.is_(None))
+                .values(start_message=waiting)
+            )
+        return False
+
+    async def _deliver_pending(self) -> float:
+        """The poll behind the calls: starts waiting for an agent this node holds."""
+        if self.channels:
+            async with self.state.db() as db:
+                waiting = list(
+                    await db.scalars(
+                        select(Session.session_id)
+                        .join(ManagedInstance, ManagedInstance.instance_id == Session.target)
+                        .where(
+                            Session.status == "Connecting",
+                            Session.start_message.is_not(None),
+                            ManagedInstance.connected_to == self.me,
+                        )
+                    )
+                )
+            for session_id in waiting:
+                await self._deliver(session_id)
+        return PENDING_START_SECONDS
+
     async def diagnose(
         self, instance_id: str, request: dict[str, Any], wait_seconds: float
     ) -> list[dict[str, Any]] | None:
         """Ask the agent to check its side (doctor); its results, or None when it does
         not answer within ``wait_seconds`` (an official agent never does)."""
+        if instance_id not in self.channels:
+            node = await self.route_of(instance_id)
+            if node is None or node == self.me:
+                return None
+            reply = await self._ask(
+                node,
+                "diagnose",
+                answer_within=wait_seconds + 5.0,
+                instance=instance_id,
+                request=request,
+                wait=wait_seconds,
+            )
+            results = reply.get("results")
+            return results if reply.get("ok") is True and isinstance(results, list) else None
         request_id = str(uuid.uuid4())
         answer: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
         self._diagnoses[request_id] = (instance_id, answer)
@@ -222,7 +419,11 @@ class MessageGateway:
 
     async def disconnect(self, instance_id: str, reason: str) -> None:
         channel = self.channels.get(instance_id)
-        if channel is not None:
+        if channel is None:
+            node = await self.route_of(instance_id)
+            if node is not None and node != self.me:
+                await self._ask(node, "disconnect", instance=instance_id, reason=reason)
+        else:
             log.info("closing control channel", extra={"target": instance_id, "reason": reason})
             await channel.ws.close(message=reason.encode()[:120])
 
@@ -266,12 +467,11 @@ class MessageGateway:
             await ws.close(message=b"invalid token")
             return ws
         previous = self.channels.get(instance_id)
-        channel = ControlChannel(instance_id, ws)
+        channel = ControlChannel(instance_id, ws, await self._claim_route(instance_id))
         self.channels[instance_id] = channel
         self._channel_opened.set()
         if previous is not None:
             await previous.ws.close(message=b"replaced by a newer control channel")
-        await self._mark([instance_id], connected=True)
         log.info("control channel open", extra={"target": instance_id})
         await self._tell_watchers(instance_id, lambda watcher: watcher.channel_opened(instance_id))
         try:
@@ -287,7 +487,7 @@ class MessageGateway:
                     await self._tell_watchers(
                         instance_id, lambda watcher: watcher.channel_closed(instance_id)
                     )
-                await self._mark([instance_id], connected=False)
+                await self._release_route(channel)
             log.info("control channel closed", extra={"target": instance_id})
         return ws
 
@@ -431,8 +631,8 @@ def interactive_shell_message(
 
 
 @contextlib.asynccontextmanager
-async def gateway_for(state: ServerState) -> AsyncIterator[MessageGateway]:
-    gateway = MessageGateway(state)
+async def gateway_for(state: ServerState, links: PeerLinks) -> AsyncIterator[MessageGateway]:
+    gateway = MessageGateway(state, links)
     await gateway.start()
     try:
         yield gateway

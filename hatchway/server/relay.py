@@ -8,6 +8,11 @@ must also sign its upgrade as the session's target node. Nothing is relayed befo
 token checks out. Frames for a side that is not connected yet (or is reconnecting) wait in
 a small bounded queue; past the bound they are dropped, and the reliable layer at the ends
 retransmits them.
+
+In a cluster, one node pairs each session's two ends: its home (cluster/homes.py), the node
+the first side reached. A side whose WebSocket reaches another node is checked there and
+then carried to the home over the link between the two nodes (cluster/edge.py), where a
+stream stands in for its WebSocket.
 """
 
 from __future__ import annotations
@@ -18,11 +23,12 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, WSMsgType, web
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from ..aws.errors import AccessDeniedException, AwsError
 from ..protocol import (
@@ -42,10 +48,13 @@ from . import tokens
 from .auth import authenticate
 from .bodies import CHANNEL_REQUEST_BYTES, read_body
 from .client_frames import for_client
+from .cluster.edge import carry
+from .cluster.homes import Home, home_of, settle, take_over
+from .cluster.links import Link, PeerLinks, PeerUnreachable
 from .iam.principals import PrincipalKind
 from .limits import SessionLimits
 from .mgs import SIGNING_NAME, token_response, xml_error
-from .pairing import JOINABLE, may_join, role_of
+from .pairing import JOINABLE, ROLES, may_join, role_of
 from .pairing import Pairing as SocketPairing
 from .state import ServerState
 from .storage.models import Session
@@ -55,6 +64,8 @@ log = logging.getLogger("hatchway.server.relay")
 
 # The watchdog looks at the limits at least this often (sooner when a deadline is nearer).
 LIMITS_CHECK_SECONDS = 1.0
+# How often a side that reached another node tries to find its session's home.
+HOME_ATTEMPTS = 3
 
 
 def now_utc() -> datetime:
@@ -68,14 +79,44 @@ def set_nodelay(request: web.Request) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-# A session's two ends, as this relay holds them: WebSockets.
-Pairing = SocketPairing[web.WebSocketResponse]
+class Socket(Protocol):
+    """A side's connection as the relay uses it: its WebSocket here, or the stream that
+    carries it from the node its WebSocket reached (cluster/links.py StreamEnd)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def send_bytes(self, data: bytes) -> None: ...
+
+    async def close(self, *, code: int = ..., message: bytes = ...) -> bool: ...
+
+
+# A session's two ends, as this relay holds them.
+Pairing = SocketPairing[Socket]
+
+
+async def frames_of(ws: web.WebSocketResponse) -> AsyncIterator[bytes]:
+    async for message in ws:
+        if message.type == WSMsgType.BINARY:
+            yield message.data
+        elif message.type == WSMsgType.ERROR:
+            return
 
 
 class Relay:
-    def __init__(self, state: ServerState) -> None:
+    def __init__(self, state: ServerState, links: PeerLinks) -> None:
         self.state = state
+        self.me = state.config.node_name
+        self.links = links
+        links.handle("attach", self._attach_from_edge)
+        links.handle("end_session", self._end_from_peer)
         self.pairings: dict[str, Pairing] = {}
+        # Told when this node becomes the home of a session (it pairs its ends).
+        self.on_home: list[Callable[[str], Awaitable[None]]] = []
+        # The sides this node carries to another node's home, and the sides another node
+        # carries here: closed with the rest at shutdown.
+        self._edges: set[web.WebSocketResponse] = set()
+        self._carried: set[asyncio.Task[None]] = set()
         self.limits = SessionLimits()
         self.on_expired: list[Callable[[str, str], Awaitable[None]]] = []
         self.supervisor = Supervisor()
@@ -195,18 +236,26 @@ class Relay:
         set_nodelay(request)
         ws = web.WebSocketResponse(heartbeat=None, max_msg_size=MAX_MESSAGE_BYTES, compress=False)
         await ws.prepare(request)
-        role = await self._admit(ws, session_id, signed_by_node)
-        if role is None:
+        admitted = await self._admit(ws, session_id, signed_by_node)
+        if admitted is None:
             return ws
-        pairing = self.pairings[session_id]
-        pairing.side(role).features = parse_features(request.headers.get(FEATURES_HEADER, ""))
-        await self._serve(ws, session_id, role)
+        role, target, home = admitted
+        features = parse_features(request.headers.get(FEATURES_HEADER, ""))
+        if home.node == self.me:
+            await self._serve(ws, frames_of(ws), session_id, target, role, features)
+        else:
+            self._edges.add(ws)
+            try:
+                await self._serve_at(home, ws, session_id, target, role, features)
+            finally:
+                self._edges.discard(ws)
         return ws
 
     async def _admit(
         self, ws: web.WebSocketResponse, session_id: str, signed_by_node: str | None
-    ) -> str | None:
-        """Read the opening text frame and redeem its token; the role it was issued for."""
+    ) -> tuple[str, str, Home] | None:
+        """Read the opening text frame and redeem its token: the role it was issued for,
+        the session's target, and its home (this node, when it had none)."""
         try:
             # One deadline for the opening frame: aiohttp answers pings inside receive()
             # and would start a receive timeout afresh after each one.
@@ -230,27 +279,128 @@ class Relay:
                 and may_join(session.status, role, session.target, signed_by_node)
                 and await tokens.redeem(db, opening.token, session_id, role, now_utc())
             )
-            if valid and role == "client" and session is not None and not session.client_joined:
-                session.client_joined = now_utc()  # other servers' join deadlines read it
+            if valid and session is not None:
+                if role == "client" and not session.client_joined:
+                    session.client_joined = now_utc()  # other servers' join deadlines read it
+                home = settle(session, self.me)
         if not valid or session is None:
             log.warning(
                 "data channel token refused", extra={"session_id": session_id, "role": role}
             )
             await ws.close(message=b"the token is not valid for this session")
             return None
-        if session_id not in self.pairings:
-            self.pairings[session_id] = Pairing(session_id, session.target)
         if role == "client":
             self.limits.joined(session_id)
-        return role
+        return role, session.target, home
 
-    async def _serve(self, ws: web.WebSocketResponse, session_id: str, role: str) -> None:
-        pairing = self.pairings[session_id]
-        attached = pairing.attach(role, ws)
+    async def _serve_at(
+        self,
+        home: Home,
+        ws: web.WebSocketResponse,
+        session_id: str,
+        target: str,
+        role: str,
+        features: frozenset[str],
+    ) -> None:
+        """Carry a side to its session's home on another node; take the session over when
+        that node cannot be reached (it died: the other side will come here, or to a node
+        that finds this one its home)."""
+        for _ in range(HOME_ATTEMPTS):
+            if home.node == self.me:
+                await self._serve(ws, frames_of(ws), session_id, target, role, features)
+                return
+            try:
+                link = await self.links.link_to(home.node)
+            except PeerUnreachable as exc:
+                log.info(
+                    "session home unreachable: taking the session over",
+                    extra={"session_id": session_id, "home": home.node, "error": str(exc)},
+                )
+                if await take_over(self.state.db, session_id, home, self.me):
+                    home = Home(self.me, home.epoch + 1)
+                    continue
+            else:
+                end = link.open_stream()
+                try:
+                    answer = await link.request(
+                        "attach",
+                        stream=end.id,
+                        session=session_id,
+                        role=role,
+                        features=sorted(features),
+                    )
+                except PeerUnreachable:
+                    answer = {"ok": False, "reason": "no answer"}
+                if answer.get("ok") is True:
+                    log.info(
+                        "data channel carried to its home",
+                        extra={"session_id": session_id, "role": role, "home": home.node},
+                    )
+                    await carry(ws, end)
+                    return
+                end.finish(int(WSCloseCode.GOING_AWAY), b"refused")
+                if answer.get("reason") == "ended":
+                    break
+            found = await home_of(self.state.db, session_id)
+            if found is None:
+                break
+            home = found
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"no node could pair the session")
+
+    async def _attach_from_edge(self, link: Link, message: dict[str, Any]) -> dict[str, Any]:
+        """A peer carries a side here: this node must be the session's home."""
+        session_id, role = message.get("session"), message.get("role")
+        stream, features = message.get("stream"), message.get("features")
+        if not isinstance(session_id, str) or role not in ROLES or not isinstance(stream, int):
+            return {"ok": False, "reason": "bad attach"}
+        async with self.state.db() as db:
+            row = await db.get(Session, session_id)
+        if row is None or row.status not in JOINABLE:
+            return {"ok": False, "reason": "ended"}
+        if row.relay_node != self.me:
+            return {"ok": False, "reason": "not its home"}
+        end = link.accept_stream(stream)
+        wanted = frozenset(f for f in features or () if isinstance(f, str))
+        task = asyncio.create_task(
+            self._serve(end, end.frames(), session_id, row.target, str(role), wanted)
+        )
+        self._carried.add(task)
+        task.add_done_callback(self._carried_done)
+        return {"ok": True}
+
+    def _carried_done(self, task: asyncio.Task[None]) -> None:
+        self._carried.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("relaying a carried side failed", exc_info=task.exception())
+
+    async def _pair(self, session_id: str, target: str) -> Pairing:
+        pairing = self.pairings.get(session_id)
+        if pairing is None:
+            pairing = self.pairings[session_id] = Pairing(session_id, target)
+            for told in self.on_home:
+                try:
+                    await told(session_id)
+                except Exception:
+                    log.exception("a session home handler failed", extra={"session_id": session_id})
+        return pairing
+
+    async def _serve(
+        self,
+        sock: Socket,
+        frames: AsyncIterator[bytes],
+        session_id: str,
+        target: str,
+        role: str,
+        features: frozenset[str],
+    ) -> None:
+        pairing = await self._pair(session_id, target)
+        pairing.side(role).features = features
+        attached = pairing.attach(role, sock)
         if attached.previous is not None:
             await attached.previous.close(message=b"replaced by a newer connection")
         for frame in attached.waiting:
-            await ws.send_bytes(frame)
+            await sock.send_bytes(frame)
         if role == "client" and (notice := self.away_notice(pairing.target)) is not None:
             await self._tell(pairing, notice)
         if attached.both_connected:
@@ -260,13 +410,10 @@ class Relay:
             extra={"session_id": session_id, "target": pairing.target, "role": role},
         )
         try:
-            async for frame in ws:
-                if frame.type == WSMsgType.BINARY:
-                    await self._forward(pairing, role, frame.data)
-                elif frame.type == WSMsgType.ERROR:
-                    break
+            async for frame in frames:
+                await self._forward(pairing, role, frame)
         finally:
-            pairing.detach(role, ws)
+            pairing.detach(role, sock)
             log.info("data channel closed", extra={"session_id": session_id, "role": role})
 
     async def _forward(self, pairing: Pairing, role: str, frame: bytes) -> None:
@@ -309,11 +456,14 @@ class Relay:
 
     # --- ending -------------------------------------------------------------------------
 
-    async def close_session(self, session_id: str, output: str) -> None:
-        """Tell the client the session is over (with the agent's output), then hang up."""
+    async def close_session(self, session_id: str, output: str, *, here_only: bool = False) -> None:
+        """Tell the client the session is over (with the agent's output), then hang up;
+        through its home when that is another node."""
         self.limits.forget(session_id)
         pairing = self.pairings.pop(session_id, None)
         if pairing is None:
+            if not here_only:
+                await self._close_at_home(session_id, output)
             return
         pairing.closed = True
         closed = ChannelClosed(
@@ -338,7 +488,48 @@ class Relay:
                     else:
                         self._hang_up_later(side.ws)
 
-    def _hang_up_later(self, ws: web.WebSocketResponse) -> None:
+    async def _close_at_home(self, session_id: str, output: str) -> None:
+        home = await home_of(self.state.db, session_id)
+        if home is None or home.node == self.me:
+            return
+        try:
+            await self.links.request(home.node, "end_session", session=session_id, output=output)
+        except PeerUnreachable as exc:
+            # Its sides find the session over when they come back (their tokens are refused).
+            log.info(
+                "could not tell a session's home that it ended",
+                extra={"session_id": session_id, "home": home.node, "error": str(exc)},
+            )
+
+    async def _end_from_peer(self, link: Link, message: dict[str, Any]) -> dict[str, Any]:
+        session_id, output = message.get("session"), message.get("output", "")
+        if not isinstance(session_id, str) or not isinstance(output, str):
+            return {"ok": False, "reason": "bad end_session"}
+        await self.close_session(session_id, output, here_only=True)
+        return {"ok": True}
+
+    async def check_homes(self) -> None:
+        """Let go of the sessions another node took over (it found this one unreachable):
+        their sides reconnect and find the new home."""
+        ids = list(self.pairings)
+        if not ids:
+            return
+        async with self.state.db() as db:
+            rows = await db.execute(
+                select(Session.session_id, Session.relay_node).where(Session.session_id.in_(ids))
+            )
+            moved = [session_id for session_id, node in rows if node != self.me]
+        for session_id in moved:
+            pairing = self.pairings.pop(session_id, None)
+            if pairing is None:
+                continue
+            log.info("session moved to another node", extra={"session_id": session_id})
+            for side in (pairing.client, pairing.agent):
+                if side.ws is not None and not side.ws.closed:
+                    with contextlib.suppress(ConnectionError, RuntimeError):
+                        await side.ws.close(code=WSCloseCode.GOING_AWAY, message=b"session moved")
+
+    def _hang_up_later(self, ws: Socket) -> None:
         """Leave the closing of an agent's data channel to the agent, within a bound.
 
         The official agent (amazon-ssm-agent, agent/session/communicator/websocketchannel.go,
@@ -354,7 +545,7 @@ class Relay:
         self._hang_ups.add(task)
         task.add_done_callback(self._hang_up_done)
 
-    async def _hang_up(self, ws: web.WebSocketResponse) -> None:
+    async def _hang_up(self, ws: Socket) -> None:
         await asyncio.sleep(self.state.config.agent_hangup_seconds)
         if not ws.closed:
             with contextlib.suppress(ConnectionError, RuntimeError):
@@ -375,8 +566,10 @@ class Relay:
             await self._save_activity()  # what the last periodic save did not catch
         except Exception as exc:  # the database may be what is going away
             log.warning("could not save the sessions' last activity", extra={"error": str(exc)})
+        sockets: list[Socket] = list(self._edges)
         for pairing in list(self.pairings.values()):
-            for side in (pairing.client, pairing.agent):
-                if side.ws is not None and not side.ws.closed:
-                    with contextlib.suppress(ConnectionError, RuntimeError):
-                        await side.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+            sockets += [side.ws for side in (pairing.client, pairing.agent) if side.ws is not None]
+        for sock in sockets:
+            if not sock.closed:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await sock.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from .app import STATE, create_app
+from .cluster.registry import NodeRegistry
 from .config import ServerConfig
 from .listener import GuardedTCPSite
 
@@ -50,6 +51,8 @@ async def serve(
     scheme = "https" if config.tls else "http"
     host = f"[{config.host}]" if ":" in config.host else config.host
     port = runner.addresses[0][1]  # the real one when --listen asked for port 0
+    # Where the other nodes of a cluster reach this one.
+    await app[STATE].services.get(NodeRegistry).advertise(f"{scheme}://{host}:{port}")
     if on_ready is not None:
         on_ready(app, f"{scheme}://{host}:{port}")
     # Without a stop event from the caller, SIGINT and SIGTERM stop the server.

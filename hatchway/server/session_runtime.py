@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -40,12 +41,20 @@ class SessionRuntime:
     limits, ending it, and recording how it ended. One per server, found as
     ``state.services.get(SessionRuntime)``."""
 
-    def __init__(self, state: ServerState, gateway: MessageGateway, relay: Relay) -> None:
+    def __init__(
+        self,
+        state: ServerState,
+        gateway: MessageGateway,
+        relay: Relay,
+        preferences: Callable[[Session], Awaitable[docs.SessionPreferences | None]],
+    ) -> None:
         self.state = state
+        self.preferences = preferences  # a session's, from its document (ssm/sessions.py)
         self.gateway = gateway
         self.relay = relay
         gateway.task_complete_handlers.append(self.on_task_complete)
         relay.on_expired.append(self.on_expired)
+        relay.on_home.append(self.watch_at_home)
 
     async def start(
         self,
@@ -57,8 +66,9 @@ class SessionRuntime:
         values: dict[str, Any],
         principal: Principal,
     ) -> bool:
-        """Send the session to its agent; false (and the session recorded as Failed) when
-        the agent is not connected here."""
+        """Send the session to its agent, through the node that holds its control channel
+        when that is another; false (and the session recorded as Failed) when no node
+        holds it."""
         content = docs.substitute(document, values)
         preferences = docs.session_preferences(content)
         run_as = principal.tags.get("SSMSessionRunAs", "")
@@ -71,14 +81,20 @@ class SessionRuntime:
         message = interactive_shell_message(
             session_id, document_name, content, values, run_as, principal.arn, call.now
         )
-        if not await self.gateway.send(target, message):
+        if self.gateway.is_connected(target):
+            sent = await self.gateway.send(target, message)
+        else:
+            sent = await self.gateway.start_elsewhere(session_id, target, message)
+        if not sent:
             await finish_session(
                 self.state.db, session_id, "Failed", call.now, "target not connected"
             )
             return False
+        # The idle timeout is watched where the session's frames pass: its home
+        # (watch_at_home), which may be another node.
         self.relay.set_limits(
             session_id,
-            preferences.idle_timeout_minutes,
+            None,
             preferences.max_duration_minutes,
             join_deadline=(call.now + self.state.config.token_lifetime).timestamp(),
         )
@@ -128,8 +144,10 @@ class SessionRuntime:
         """After a restart, watch the limits of the sessions still open (each with its
         document's preferences; None when they cannot be read, and then only the join
         deadline is watched). Whether the client has joined is on the session's row; until
-        when it may, from its tokens (spent and expired ones are purged)."""
+        when it may, from its tokens (spent and expired ones are purged). The idle timeout
+        only of the sessions this node is the home of: another node's home sees the frames."""
         for row, prefs in sessions:
+            home = row.relay_node in (None, self.state.config.node_name)
             async with self.state.db() as db:
                 tokens = list(
                     await db.scalars(
@@ -143,13 +161,34 @@ class SessionRuntime:
             age = (now_utc() - row.start_date).total_seconds()
             self.relay.set_limits(
                 row.session_id,
-                prefs.idle_timeout_minutes if prefs else None,
+                prefs.idle_timeout_minutes if prefs and home else None,
                 prefs.max_duration_minutes if prefs else None,
                 age,
                 join_deadline=deadline.timestamp(),
                 joined=joined,
                 last_activity=row.last_activity.timestamp() if row.last_activity else None,
             )
+
+    async def watch_at_home(self, session_id: str) -> None:
+        """This node pairs the session's ends now: it watches the idle timeout (it sees the
+        frames) and the maximum duration, from what the session's row says."""
+        async with self.state.db() as db:
+            row = await db.get(Session, session_id)
+        if row is None:
+            return
+        prefs = await self.preferences(row)
+        if prefs is None or not (prefs.idle_timeout_minutes or prefs.max_duration_minutes):
+            return
+        earlier = self.relay.limits.get(session_id)
+        self.relay.set_limits(
+            session_id,
+            prefs.idle_timeout_minutes,
+            prefs.max_duration_minutes,
+            (now_utc() - row.start_date).total_seconds(),
+            join_deadline=earlier.join_deadline if earlier else None,
+            joined=earlier.joined if earlier else True,
+            last_activity=row.last_activity.timestamp() if row.last_activity else None,
+        )
 
     async def on_expired(self, session_id: str, reason: str) -> None:
         """The idle timeout, the maximum duration or the join deadline ended the session.

@@ -20,8 +20,8 @@ def test_a_client_that_joined_elsewhere_is_not_ended(tmp_path):
     home = tmp_path / "server"
     try:
         with (
-            running_server(home, token_lifetime=timedelta(seconds=5)) as first,
-            running_server(home) as second,
+            running_server(home, node_name="first", token_lifetime=timedelta(seconds=5)) as first,
+            running_server(home, node_name="second") as second,
         ):
             node = ConnectedNode(first, loop)
             try:

@@ -145,27 +145,30 @@ async def terminate_session(call: Call, params: dict[str, Any]) -> dict[str, Any
     return {"SessionId": session_id}
 
 
+async def session_preferences(state: ServerState, row: Session) -> docs.SessionPreferences | None:
+    """A session's preferences, from its document and parameters (None when the document
+    cannot be read any more)."""
+    async with state.db() as db:
+        try:
+            document = await load_document(db, row.document_name)
+            values = docs.resolve_parameters(document.parsed, row.parameters)
+            return docs.session_preferences(docs.substitute(document.parsed, values))
+        except AwsError as exc:
+            log.warning(
+                "cannot read the preferences of an open session",
+                extra={"session_id": row.session_id, "error": str(exc)},
+            )
+            return None
+
+
 async def active_session_preferences(
     state: ServerState,
 ) -> list[tuple[Session, docs.SessionPreferences | None]]:
     """The sessions still open, each with its document's preferences (None when the
     document cannot be read any more): what a restarted server watches."""
-    found: list[tuple[Session, docs.SessionPreferences | None]] = []
     async with state.db() as db:
         rows = list(await db.scalars(select(Session).where(Session.status.in_(ACTIVE))))
-        for row in rows:
-            try:
-                document = await load_document(db, row.document_name)
-                values = docs.resolve_parameters(document.parsed, row.parameters)
-                preferences = docs.session_preferences(docs.substitute(document.parsed, values))
-            except AwsError as exc:
-                log.warning(
-                    "cannot read the preferences of an open session",
-                    extra={"session_id": row.session_id, "error": str(exc)},
-                )
-                preferences = None
-            found.append((row, preferences))
-    return found
+    return [(row, await session_preferences(state, row)) for row in rows]
 
 
 SESSION_FILTERS = ("InvokedAfter", "InvokedBefore", "Target", "Owner", "Status", "SessionId")

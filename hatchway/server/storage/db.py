@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 MIGRATIONS = "hatchway.server:migrations"
+# The PostgreSQL advisory lock that lets one node of a cluster migrate at a time.
+MIGRATION_LOCK = 0x48617463
 # How long a connection waits for another's transaction before SQLite gives up.
 SQLITE_BUSY_MS = 30_000
 
@@ -72,6 +74,10 @@ def _upgrade(connection: Connection) -> None:
 async def migrate(engine: AsyncEngine) -> None:
     """Bring the schema to the newest version, keeping the data."""
     async with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # Nodes of a cluster starting together: one migrates, the others then find
+            # the schema current. The lock ends with the transaction.
+            await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         await conn.run_sync(_upgrade)
 
 

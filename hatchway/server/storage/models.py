@@ -110,9 +110,22 @@ class ManagedInstance(Base):
     platform_name: Mapped[str] = mapped_column(String(128), default="")
     platform_version: Mapped[str] = mapped_column(String(64), default="")
     last_ping: Mapped[datetime | None] = mapped_column(default=None)
-    # The server node whose control channel the agent holds, if any (for scale-out).
-    connected_to: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The server node whose control channel the agent holds, if any (its route), and the
+    # route's epoch: each new control channel bumps it, and a node clears or refreshes a
+    # route only at the epoch it set, so a stale node never overwrites a newer route.
+    connected_to: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    route_epoch: Mapped[int] = mapped_column(Integer, default=0)
     tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ClusterNode(Base):
+    """A server node sharing this database: where its peers reach it, and its heartbeat."""
+
+    __tablename__ = "cluster_nodes"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(String(512), default="")
+    started: Mapped[datetime]
+    heartbeat: Mapped[datetime]
 
 
 class Document(Base):
@@ -157,6 +170,13 @@ class Session(Base):
     last_activity: Mapped[datetime | None] = mapped_column(default=None)
     # When a client first redeemed a token of the session (the join deadline is then met).
     client_joined: Mapped[datetime | None] = mapped_column(default=None)
+    # The server node that pairs the session's two ends (its home), and the epoch of that
+    # claim: a node takes a session over from a dead home only at the epoch it read.
+    relay_node: Mapped[str | None] = mapped_column(String(64), default=None)
+    relay_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    # The interactive_shell message waiting to reach the agent through the node that holds
+    # its control channel (a start made on another node); None once delivered.
+    start_message: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class SessionToken(Base):
