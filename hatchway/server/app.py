@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
 from aiohttp import web
+from sqlalchemy import exc as sa_exc
 
 from ..aws import json11
 from ..aws import query as query_protocol
-from ..aws.errors import AwsError, InternalServerError
+from ..aws.errors import AwsError, InternalServerError, ServiceUnavailable
 from ..aws.query import FORM_CONTENT_TYPE, QueryRequest
 from ..private import private_dir, private_files, touch_private
 from .auth import authenticate
@@ -81,7 +82,17 @@ async def request_ids(
     except web.HTTPException as exc:
         exc.headers[REQUEST_ID_HEADER] = request_id
         raise
-    except Exception:
+    except Exception as exc:
+        if database_away(exc):
+            # Retryable (SDKs retry a 503), and said once per request, without a traceback.
+            log.warning("the database is unavailable", extra={"request_id": request_id})
+            response = aws_error_response(
+                ServiceUnavailable(
+                    f"The database is unavailable; retry shortly (request id {request_id})"
+                )
+            )
+            response.headers[REQUEST_ID_HEADER] = request_id
+            return response
         log.exception("unexpected fault", extra={"request_id": request_id, "path": request.path})
         response = aws_error_response(
             InternalServerError(f"An internal error occurred (request id {request_id})")
@@ -89,6 +100,15 @@ async def request_ids(
     if not response.prepared:
         response.headers[REQUEST_ID_HEADER] = request_id
     return response
+
+
+def database_away(exc: BaseException) -> bool:
+    """Whether a failure means the database cannot be reached (not a bug in a query)."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(
+            exc, sa_exc.OperationalError | sa_exc.InterfaceError
+        )
+    return isinstance(exc, sa_exc.TimeoutError | ConnectionError | OSError)
 
 
 def aws_error_response(error: AwsError) -> web.Response:
@@ -238,6 +258,7 @@ def create_app(config: ServerConfig) -> web.Application:
             for service in (registry, links, gateway, relay, runtime):
                 state.services.add(service)
             registry.on_beat.append(relay.check_homes)
+            registry.on_rejoin.append(gateway.reassert_routes)
             presence = AgentPresenceWatch(state, relay)
             gateway.watchers.append(presence)
             await presence.start()

@@ -117,6 +117,12 @@ class SessionLimits:
         if watch is not None:
             watch.joined = True
 
+    def stop_idle_watch(self, session_id: str) -> None:
+        """Another server watches this session's idle time (the one its frames pass)."""
+        watch = self._watches.get(session_id)
+        if watch is not None:
+            watch.idle = None
+
     def extend_join(self, session_id: str, deadline: float) -> None:
         """A new client token (ResumeSession) gives the client until ``deadline``."""
         watch = self._watches.get(session_id)

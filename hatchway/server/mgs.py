@@ -210,6 +210,20 @@ class MessageGateway:
                 .values(connected_to=None)
             )
 
+    async def reassert_routes(self) -> None:
+        """After the database was away, the other nodes may have cleared this node's routes
+        as a dead node's: put back the ones no newer channel has taken since."""
+        async with self.state.db() as db, db.begin():
+            for channel in list(self.channels.values()):
+                await db.execute(
+                    update(ManagedInstance)
+                    .where(
+                        ManagedInstance.instance_id == channel.instance_id,
+                        ManagedInstance.route_epoch == channel.epoch,
+                    )
+                    .values(connected_to=self.me, last_ping=now_utc())
+                )
+
     async def route_of(self, instance_id: str) -> str | None:
         """The node that holds the agent's control channel, as the database says."""
         if instance_id in self.channels:

@@ -16,8 +16,9 @@ from ..aws.errors import ValidationException
 from ..protocol import AgentMessage, ChannelClosed, Flags, MessageType
 from ..protocol.payloads import ERROR_BANNER
 from . import documents as docs
+from .cluster.homes import home_of
 from .iam.principals import Principal
-from .limits import JOIN_MESSAGE
+from .limits import IDLE_MESSAGE, JOIN_MESSAGE
 from .mgs import MessageGateway, interactive_shell_message, millis, now_utc
 from .relay import Relay
 from .session_records import finish_session
@@ -90,11 +91,9 @@ class SessionRuntime:
                 self.state.db, session_id, "Failed", call.now, "target not connected"
             )
             return False
-        # The idle timeout is watched where the session's frames pass: its home
-        # (watch_at_home), which may be another node.
         self.relay.set_limits(
             session_id,
-            None,
+            preferences.idle_timeout_minutes,
             preferences.max_duration_minutes,
             join_deadline=(call.now + self.state.config.token_lifetime).timestamp(),
         )
@@ -144,10 +143,8 @@ class SessionRuntime:
         """After a restart, watch the limits of the sessions still open (each with its
         document's preferences; None when they cannot be read, and then only the join
         deadline is watched). Whether the client has joined is on the session's row; until
-        when it may, from its tokens (spent and expired ones are purged). The idle timeout
-        only of the sessions this node is the home of: another node's home sees the frames."""
+        when it may, from its tokens (spent and expired ones are purged)."""
         for row, prefs in sessions:
-            home = row.relay_node in (None, self.state.config.node_name)
             async with self.state.db() as db:
                 tokens = list(
                     await db.scalars(
@@ -161,7 +158,7 @@ class SessionRuntime:
             age = (now_utc() - row.start_date).total_seconds()
             self.relay.set_limits(
                 row.session_id,
-                prefs.idle_timeout_minutes if prefs and home else None,
+                prefs.idle_timeout_minutes if prefs else None,
                 prefs.max_duration_minutes if prefs else None,
                 age,
                 join_deadline=deadline.timestamp(),
@@ -171,7 +168,8 @@ class SessionRuntime:
 
     async def watch_at_home(self, session_id: str) -> None:
         """This node pairs the session's ends now: it watches the idle timeout (it sees the
-        frames) and the maximum duration, from what the session's row says."""
+        frames; the node that started the session leaves it to this one) and the maximum
+        duration, from what the session's row says."""
         async with self.state.db() as db:
             row = await db.get(Session, session_id)
         if row is None:
@@ -197,6 +195,12 @@ class SessionRuntime:
             # It joined through another server sharing the database: not ours to end.
             self.relay.limits.joined(session_id)
             return
+        if reason == IDLE_MESSAGE:
+            home = await home_of(self.state.db, session_id)
+            if home is not None and home.node != self.state.config.node_name:
+                # Its frames pass through another node, which watches its idle time.
+                self.relay.limits.stop_idle_watch(session_id)
+                return
         failed = reason == JOIN_MESSAGE
         status = "Failed" if failed else "Terminated"
         if await finish_session(self.state.db, session_id, status, now_utc(), reason):

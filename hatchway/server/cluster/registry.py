@@ -4,13 +4,16 @@ on, and a heartbeat. A node whose heartbeat lapses is dead: the others clear its
 
 Figures: a heartbeat every ``HEARTBEAT_SECONDS`` (3 s); a node is dead once its last one
 is ``LAPSE_SECONDS`` (10 s) old; every node sweeps the dead nodes' routes at each of its
-own heartbeats, so a dead node's routes are gone within 13 s (10 s plus one beat).
+own heartbeats, so a dead node's routes are gone within 13 s (10 s plus one beat). A node
+whose heartbeats failed (the database was away) sweeps nothing until it has beaten
+steadily for 10 s again, and first puts back its own routes.
 The nodes' clocks are compared, so they must agree (NTP) to well within the lapse.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -53,6 +56,13 @@ class NodeRegistry:
         self.supervisor = Supervisor()
         # Run after each heartbeat (the relay checks that it still is its sessions' home).
         self.on_beat: list[Callable[[], Awaitable[None]]] = []
+        # Run at the first heartbeat after a failed one (the database was away, and the
+        # others may have cleared this node's routes meanwhile).
+        self.on_rejoin: list[Callable[[], Awaitable[None]]] = []
+        # Since when the heartbeats have worked without a break (None: the last failed).
+        # Dead nodes are swept only after a lapse of steady beats: after an outage every
+        # node looks dead until it has had a chance to beat again.
+        self._steady_since: float | None = time.monotonic()
 
     async def start(self) -> None:
         await self._write()
@@ -79,6 +89,23 @@ class NodeRegistry:
                 row.url, row.heartbeat = self.url, now
 
     async def _beat(self) -> float:
+        try:
+            await self._heartbeat()
+        except Exception:
+            self._steady_since = None
+            raise
+        now = time.monotonic()
+        if self._steady_since is None:
+            self._steady_since = now
+            for rejoin in list(self.on_rejoin):
+                await rejoin()
+        if now - self._steady_since >= self.lapse_seconds:
+            await self.sweep()
+        for beat in list(self.on_beat):
+            await beat()
+        return self.heartbeat_seconds
+
+    async def _heartbeat(self) -> None:
         now = now_utc()
         async with self.db() as db, db.begin():
             found = await db.execute(
@@ -88,10 +115,13 @@ class NodeRegistry:
             )
             if found.rowcount == 0:  # removed while the database was away: back in
                 db.add(ClusterNode(name=self.name, url=self.url, started=now, heartbeat=now))
-            living = select(ClusterNode.name).where(
-                ClusterNode.heartbeat > now - timedelta(seconds=self.lapse_seconds)
-            )
-            # The routes of nodes that are dead (or never registered): nobody holds them.
+
+    async def sweep(self) -> None:
+        """Clear the routes of nodes that are dead (or never registered): nobody holds
+        those control channels any more."""
+        cutoff = now_utc() - timedelta(seconds=self.lapse_seconds)
+        async with self.db() as db, db.begin():
+            living = select(ClusterNode.name).where(ClusterNode.heartbeat > cutoff)
             cleared = await db.execute(
                 update(ManagedInstance)
                 .where(
@@ -102,9 +132,6 @@ class NodeRegistry:
             )
         if cleared.rowcount:
             log.info("cleared the routes of dead nodes", extra={"routes": cleared.rowcount})
-        for beat in list(self.on_beat):
-            await beat()
-        return self.heartbeat_seconds
 
     async def url_of(self, name: str) -> str | None:
         """Where a living node is reached; None when it is dead or unknown."""
