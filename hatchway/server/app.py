@@ -211,7 +211,7 @@ def create_app(config: ServerConfig) -> web.Application:
         engine = make_engine(database_url(config.home, config.database))
         await migrate(engine)
         db = session_factory(engine)
-        keystore = Keystore.load_or_create(config.home)
+        keystore = Keystore.load_or_create(config.home, config.master_key)
         settings = await bootstrap(db, keystore, config.home, now_utc())
         app[STATE] = ServerState(
             config=config,
