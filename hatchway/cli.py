@@ -70,9 +70,19 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT")
+@click.option(
+    "--listen",
+    default="127.0.0.1:8080",
+    show_default=True,
+    envvar="HATCHWAY_LISTEN",
+    help="HOST:PORT",
+)
 @click.option("--home", default=".hatchway", show_default=True, type=click.Path(path_type=Path))
-@click.option("--public-url", help="Base of StreamUrl; defaults to the request's Host.")
+@click.option(
+    "--public-url",
+    envvar="HATCHWAY_PUBLIC_URL",
+    help="Base of StreamUrl; defaults to the request's Host. Behind a load balancer, its URL.",
+)
 @click.option("--database", envvar="HATCHWAY_DATABASE", help="SQLAlchemy URL; SQLite in home.")
 @click.option("--tls-cert", type=click.Path(exists=True, path_type=Path))
 @click.option("--tls-key", type=click.Path(exists=True, path_type=Path))
