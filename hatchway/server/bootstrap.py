@@ -38,9 +38,10 @@ _ATTEMPTS = 3
 
 class WrongMasterKey(KeystoreError):
     def __init__(self, keystore: Keystore) -> None:
+        key = keystore.path or "in use"
         super().__init__(
-            f"the master key {keystore.path} does not open this database's secrets: every "
-            "node needs the same key"
+            f"the master key {key} does not open this database's secrets: every node needs "
+            "the same key"
         )
 
 
