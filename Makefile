@@ -15,7 +15,7 @@ LISTEN ?= 127.0.0.1:8080
 PYTEST_ARGS ?=
 WEB := hatchway/web
 
-.PHONY: help run test test-loaded lint bench clean openssh-server chromium postgresql
+.PHONY: help run test test-loaded lint bench clean openssh-server chromium postgresql haproxy
 
 help:
 	@echo "make run    - server plus a local agent on $(LISTEN) (home: $(HOME_DIR); LISTEN=HOST:PORT)"
@@ -56,6 +56,12 @@ postgresql:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql; }
 
+# The cluster tests put Debian's HAProxy in front of their nodes (tests/cluster.py); it runs
+# as the tests' own process, so the service the package installs is not used.
+haproxy:
+	@test -x /usr/sbin/haproxy || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq haproxy; }
+
 # The tests and bench/port_forward.py run a real sshd on loopback; Debian ships it apart
 # from the ssh client. Checked on every run (cheap), installed only when missing.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -71,7 +77,7 @@ lint: $(VENV)/.test-stamp
 	$(VENV)/bin/mypy
 
 test: $(VENV)/.test-stamp $(PYSSM_VENV)/.stamp $(WEB)/node_modules/.stamp openssh-server chromium \
-		postgresql lint
+		postgresql haproxy lint
 	cd $(WEB) && npm test
 	HATCHWAY_PYSSM_PYTHON=$(abspath $(PYSSM_VENV))/bin/python \
 		$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
@@ -79,7 +85,7 @@ test: $(VENV)/.test-stamp $(PYSSM_VENV)/.stamp $(WEB)/node_modules/.stamp openss
 # The suite on a busy machine: CPU-bound burners on every core while it runs RUNS times.
 RUNS ?= 3
 test-loaded: $(VENV)/.test-stamp $(PYSSM_VENV)/.stamp $(WEB)/node_modules/.stamp openssh-server \
-		chromium postgresql
+		chromium postgresql haproxy
 	HATCHWAY_PYSSM_PYTHON=$(abspath $(PYSSM_VENV))/bin/python bash tests/under_load.sh $(RUNS)
 
 bench: $(VENV)/.test-stamp $(WEB)/node_modules/.stamp openssh-server chromium

@@ -70,9 +70,19 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT")
+@click.option(
+    "--listen",
+    default="127.0.0.1:8080",
+    show_default=True,
+    envvar="HATCHWAY_LISTEN",
+    help="HOST:PORT",
+)
 @click.option("--home", default=".hatchway", show_default=True, type=click.Path(path_type=Path))
-@click.option("--public-url", help="Base of StreamUrl; defaults to the request's Host.")
+@click.option(
+    "--public-url",
+    envvar="HATCHWAY_PUBLIC_URL",
+    help="Base of StreamUrl; defaults to the request's Host. Behind a load balancer, its URL.",
+)
 @click.option("--database", envvar="HATCHWAY_DATABASE", help="SQLAlchemy URL; SQLite in home.")
 @click.option("--tls-cert", type=click.Path(exists=True, path_type=Path))
 @click.option("--tls-key", type=click.Path(exists=True, path_type=Path))
@@ -99,6 +109,25 @@ def main() -> None:
     type=click.FloatRange(min=0.1),
     help="Seconds a connection has to send its first request's headers.",
 )
+@click.option(
+    "--node-name",
+    envvar="HATCHWAY_NODE_NAME",
+    help="This node's name among the servers sharing the database; the host name by default.",
+)
+@click.option(
+    "--advertise-url",
+    envvar="HATCHWAY_ADVERTISE_URL",
+    help="URL the other nodes reach this one on; by default the --listen address (the host "
+    "name when it is a wildcard such as 0.0.0.0).",
+)
+@click.option(
+    "--master-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="HATCHWAY_MASTER_KEY",
+    help="File of the master key that seals secrets in the database; every node of a "
+    "cluster reads the same one. Must exist when given; default DIR/master.key, created on "
+    "the first start.",
+)
 def server(
     listen: str,
     home: Path,
@@ -111,10 +140,14 @@ def server(
     agent_grace: float,
     trusted_proxies: str,
     header_timeout: float,
+    node_name: str | None,
+    advertise_url: str | None,
+    master_key: Path | None,
 ) -> None:
     """The control plane, the relay and the console."""
     from . import logs
     from .server.config import ServerConfig
+    from .server.keystore import KeystoreError
     from .server.run import describe_start, serve
 
     if (tls_cert is None) != (tls_key is None):
@@ -135,13 +168,40 @@ def server(
         agent_grace_seconds=agent_grace,
         trusted_proxies=proxies,
         header_timeout=header_timeout,
+        advertise_url=_advertise_url(advertise_url),
+        master_key=master_key.resolve() if master_key else None,
+        node_name=node_name or socket.gethostname(),
     )
     private_dir(home)
     logs.setup(home / "logs", "server", json_lines=log_json)
     try:
         asyncio.run(serve(config, lambda app, url: click.echo(describe_start(app, url))))
+    except KeystoreError as exc:  # a missing or wrong master key: say which file
+        raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise listen_failure(exc, host, port, make_run=False) from None
+
+
+def _advertise_url(value: str | None) -> str | None:
+    """--advertise-url: an http(s) URL with a host, and nothing after its port."""
+    if not value:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--advertise-url") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(
+            f"{value!r} is not http(s)://HOST[:PORT]", param_hint="--advertise-url"
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise click.BadParameter(
+            f"{value!r} has more than a scheme, host and port", param_hint="--advertise-url"
+        )
+    return value.rstrip("/")
 
 
 def _client_commands() -> None:
@@ -419,6 +479,7 @@ def activation_create(
 def up(home: Path, listen: str, trusted_proxies: str) -> None:
     """Run the server with a local agent registered to it. Ctrl-C stops both."""
     from . import logs
+    from .server.keystore import KeystoreError
     from .up import run_up
 
     host, port = parse_listen(listen)
@@ -428,6 +489,8 @@ def up(home: Path, listen: str, trusted_proxies: str) -> None:
     logs.setup(home / "logs", "server", json_lines=False)
     try:
         asyncio.run(run_until_signalled(lambda stop: run_up(home, host, port, stop, proxies)))
+    except KeystoreError as exc:
+        raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise listen_failure(exc, host, port, make_run=True) from None
 

@@ -233,7 +233,7 @@ def create_app(config: ServerConfig) -> web.Application:
         engine = make_engine(database_url(config.home, config.database))
         await migrate(engine)
         db = session_factory(engine)
-        keystore = Keystore.load_or_create(config.home)
+        keystore = Keystore.load_or_create(config.home, config.master_key)
         settings = await bootstrap(db, keystore, config.home, now_utc())
         app[STATE] = ServerState(
             config=config,
@@ -245,7 +245,7 @@ def create_app(config: ServerConfig) -> web.Application:
             created_credentials=settings.get("created_credentials"),
         )
         state = app[STATE]
-        registry = NodeRegistry(state.db, config.node_name)
+        registry = NodeRegistry(state.db, config.node_name, config.peer_url)
         await registry.start()
         links = PeerLinks(
             config.node_name, keystore.cluster_key, registry, config.channel_open_seconds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -61,3 +62,33 @@ class ServerConfig:
     @property
     def tls(self) -> bool:
         return self.tls_cert is not None
+
+    # --- A node of a cluster (issue 15): N servers on one database behind a load balancer.
+    # The URL this node's peers reach it on (--advertise-url); None derives it from the
+    # listen address (see peer_url).
+    advertise_url: str | None = None
+    # The master key file every node shares (--master-key); None means DIR/master.key,
+    # created on the first start. A named file must exist: see Keystore.load_or_create.
+    master_key: Path | None = None
+
+    @property
+    def peer_url(self) -> str:
+        """Where other nodes reach this one: --advertise-url, else the listen address. A
+        wildcard address (0.0.0.0, ::) names no host, so the machine's host name stands in.
+        With --listen HOST:0 the port is known only once bound: run.serve binds first and
+        puts the real port in the config before the app starts, so this is right there."""
+        if self.advertise_url:
+            return self.advertise_url.rstrip("/")
+        scheme = "https" if self.tls else "http"
+        host = socket.gethostname() if _unspecified(self.host) else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{scheme}://{host}:{self.port}"
+
+
+def _unspecified(host: str) -> bool:
+    """Whether ``host`` is a wildcard listen address (0.0.0.0, ::)."""
+    try:
+        return not host or ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False  # a host name

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -114,9 +115,12 @@ class GuardedTCPSite(web.TCPSite):
         header_timeout: float,
         pending_per_address: int,
         trusted_proxies: Sequence[Network] = (),
+        sock: socket.socket | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(runner, host, port, **kwargs)
+        # A socket bound already (run.serve binds port 0 before the app starts), if any.
+        self._sock = sock
         self.header_timeout = header_timeout
         self.trusted_proxies = trusted_proxies
         self.pending = PendingConnections(pending_per_address)
@@ -135,15 +139,23 @@ class GuardedTCPSite(web.TCPSite):
     async def start(self) -> None:
         await web.BaseSite.start(self)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _GuardedConnection(self),
-            self._host,
-            self._port,
-            ssl=self._ssl_context,
-            backlog=self._backlog,
-            reuse_address=self._reuse_address,
-            reuse_port=self._reuse_port,
-        )
+        if self._sock is not None:
+            self._server = await loop.create_server(
+                lambda: _GuardedConnection(self),
+                sock=self._sock,
+                ssl=self._ssl_context,
+                backlog=self._backlog,
+            )
+        else:
+            self._server = await loop.create_server(
+                lambda: _GuardedConnection(self),
+                self._host,
+                self._port,
+                ssl=self._ssl_context,
+                backlog=self._backlog,
+                reuse_address=self._reuse_address,
+                reuse_port=self._reuse_port,
+            )
         sockets = self._server.sockets
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
         _install_accept_alarm(loop, self.alarm)

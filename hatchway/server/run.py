@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
+import socket
 import ssl
 from collections.abc import Callable
 
 from aiohttp import web
 
 from .app import STATE, create_app
-from .cluster.registry import NodeRegistry
 from .config import ServerConfig
 from .listener import GuardedTCPSite
+
+
+def bind_any_port(host: str) -> socket.socket:
+    """A listening socket on a port the system chooses."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, 0), family=family)
 
 
 def tls_context(config: ServerConfig) -> ssl.SSLContext | None:
@@ -29,11 +36,21 @@ async def serve(
     on_ready: Callable[[web.Application, str], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
+    # With --listen HOST:0, bind before the app starts: its config, and so config.peer_url
+    # (which a node of a cluster registers as it starts), then hold the real port, not 0.
+    listening = bind_any_port(config.host) if config.port == 0 else None
+    if listening is not None:
+        config = dataclasses.replace(config, port=listening.getsockname()[1])
     app = create_app(config)
     runner = web.AppRunner(
         app, handle_signals=False, access_log=None, keepalive_timeout=config.keepalive_timeout
     )
-    await runner.setup()
+    try:
+        await runner.setup()
+    except BaseException:
+        if listening is not None:
+            listening.close()
+        raise
     site = GuardedTCPSite(
         runner,
         config.host,
@@ -42,17 +59,18 @@ async def serve(
         header_timeout=config.header_timeout,
         pending_per_address=config.pending_per_address,
         trusted_proxies=config.trusted_proxies,
+        sock=listening,
     )
     try:
         await site.start()
     except BaseException:
         await runner.cleanup()  # a taken port: close what startup opened, then say so
+        if listening is not None:
+            listening.close()
         raise
     scheme = "https" if config.tls else "http"
     host = f"[{config.host}]" if ":" in config.host else config.host
     port = runner.addresses[0][1]  # the real one when --listen asked for port 0
-    # Where the other nodes of a cluster reach this one.
-    await app[STATE].services.get(NodeRegistry).advertise(f"{scheme}://{host}:{port}")
     if on_ready is not None:
         on_ready(app, f"{scheme}://{host}:{port}")
     # Without a stop event from the caller, SIGINT and SIGTERM stop the server.

@@ -119,3 +119,12 @@ def plugin_env(client_env, tmp_path):
 def pyssm(pyssm_python):
     """The pyssm-client command, a third-party client."""
     return str(pyssm_python.parent / "pyssm")
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """Three server processes on one PostgreSQL behind HAProxy (tests/cluster.py)."""
+    from tests.cluster import running_cluster
+
+    with running_cluster(tmp_path / "cluster") as running:
+        yield running

@@ -28,22 +28,31 @@ def _env() -> dict[str, str]:
 class ServerProcess:
     """``hatchway server`` on a fixed loopback port, so a restart keeps its URL."""
 
-    def __init__(self, home: Path, *args: str) -> None:
+    def __init__(self, home: Path, *args: str, port: int | None = None) -> None:
         self.home = home
-        self.port = free_port()
+        self.port = port or free_port()
         self.args = args
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.log = home.parent / f"{home.name}.out"
 
     def start(self) -> RunningServer:
+        self.spawn()
+        return self.wait_ready()
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it (several can then start together)."""
         command = [*HATCHWAY, "server", "--listen", f"127.0.0.1:{self.port}"]
         command += ["--home", str(self.home), *self.args]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env=_env()
             )
-        deadline = time.monotonic() + 60
+
+    def wait_ready(self, timeout: float = 60) -> RunningServer:
+        """Until /healthz answers; fails at once if the process exits."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"the server exited: {self.log.read_text()}")

@@ -44,13 +44,14 @@ class NodeRegistry:
         self,
         db: async_sessionmaker[AsyncSession],
         name: str,
+        url: str,
         *,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
         lapse_seconds: float = LAPSE_SECONDS,
     ) -> None:
         self.db = db
         self.name = name
-        self.url = ""
+        self.url = url.rstrip("/")  # where the other nodes reach this one
         self.heartbeat_seconds = heartbeat_seconds
         self.lapse_seconds = lapse_seconds
         self.supervisor = Supervisor()
@@ -67,11 +68,6 @@ class NodeRegistry:
     async def start(self) -> None:
         await self._write()
         self.supervisor.start("cluster heartbeat", self._beat)
-
-    async def advertise(self, url: str) -> None:
-        """The URL peers reach this node on, once it is listening."""
-        self.url = url.rstrip("/")
-        await self._write()
 
     async def stop(self) -> None:
         """Leave the cluster: the others stop counting on this node at once."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 MIGRATIONS = "hatchway.server:migrations"
-# The PostgreSQL advisory lock that lets one node of a cluster migrate at a time.
-MIGRATION_LOCK = 0x48617463
+# The PostgreSQL advisory lock that serializes migrations ("hatc" in ASCII).
+MIGRATION_LOCK = 0x68617463
 # How long a connection waits for another's transaction before SQLite gives up.
 SQLITE_BUSY_MS = 30_000
 
@@ -74,10 +74,11 @@ def _upgrade(connection: Connection) -> None:
 async def migrate(engine: AsyncEngine) -> None:
     """Bring the schema to the newest version, keeping the data."""
     async with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            # Nodes of a cluster starting together: one migrates, the others then find
-            # the schema current. The lock ends with the transaction.
-            await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+        if conn.dialect.name == "postgresql":
+            # Nodes of a cluster that start together migrate one at a time: the lock is held
+            # to the end of this transaction, and as PostgreSQL's DDL is transactional, the
+            # next node finds the schema at its head. (SQLite's BEGIN IMMEDIATE does this.)
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         await conn.run_sync(_upgrade)
 
 
