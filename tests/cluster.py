@@ -250,11 +250,14 @@ class Cluster:
             f"HAProxy seeing {name} {state}",
         )
 
-    def agent(self, name: str = "agent") -> AgentProcess:
+    def agent(self, name: str = "agent", via: Node | None = None) -> AgentProcess:
         """A ``hatchway agent run`` process registered through the balancer (its identity
         names the balancer's URL, so it reconnects through it), running, and Online. Its
-        role may decrypt with the account's KMS keys, for encrypted sessions."""
+        role may decrypt with the account's KMS keys, for encrypted sessions. With ``via``,
+        it is registered with that node and keeps to it (a benchmark's fixed placement)."""
         server = self.server()
+        if via is not None:
+            server = RunningServer(url=via.url, home=self.nodes[0].home)
         iam = server.client("iam")
         (admin,) = [user for user in iam.list_users()["Users"] if user["UserName"] == "admin"]
         account = admin["Arn"].split(":")[4]

@@ -88,7 +88,9 @@ class Terminal:
         if self.raw or not self.stdin_is_tty:
             return
         self._saved_mode = termios.tcgetattr(self._stdin_fd)
-        tty.setraw(self._stdin_fd)
+        # TCSADRAIN, not setraw's default TCSAFLUSH: what was typed before the session
+        # opened is kept and goes to the remote shell, as with ssh.
+        tty.setraw(self._stdin_fd, termios.TCSADRAIN)
 
     def restore(self) -> None:
         if self._saved_mode is None:

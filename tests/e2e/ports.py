@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 HATCHWAY = [sys.executable, "-m", "hatchway"]
@@ -126,10 +126,14 @@ def echo_round_trip(port: int, payload: bytes, host: str = "127.0.0.1") -> bytes
 
 
 def hashed_echo_round_trip(
-    port: int, mebibytes: int, host: str = "127.0.0.1"
+    port: int,
+    mebibytes: int,
+    host: str = "127.0.0.1",
+    progress: Callable[[int], object] | None = None,
 ) -> tuple[str, str, int]:
     """Stream ``mebibytes`` MiB of random bytes through an echo tunnel without keeping
-    them: returns the sha256 of what was sent, of what came back, and how much came back."""
+    them: returns the sha256 of what was sent, of what came back, and how much came back.
+    ``progress`` is told how much has come back after each read."""
     import random
 
     sent, received = hashlib.sha256(), hashlib.sha256()
@@ -149,6 +153,8 @@ def hashed_echo_round_trip(
         while chunk := sock.recv(1 << 20):
             received.update(chunk)
             count += len(chunk)
+            if progress is not None:
+                progress(count)
         sender.join(60)
     return sent.hexdigest(), received.hexdigest(), count
 
