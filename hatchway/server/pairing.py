@@ -43,6 +43,7 @@ class Side(Generic[S]):
     pending_bytes: int = 0
     dropped: int = 0
     features: frozenset[str] = frozenset()  # what the side asked for on its upgrade
+    attached_before: bool = False  # it had a socket once: its next one is a rejoin
 
     def queue(self, frame: bytes) -> None:
         """Keep a frame for when this side (re)connects, within bounds; past them it is
@@ -61,6 +62,9 @@ class Attached(Generic[S]):
     previous: S | None  # close it: a newer connection replaced it
     waiting: list[bytes]  # send these first, in order
     both_connected: bool  # the session is Connected
+    # The side had a socket before: what its peer sent it meanwhile may have been lost (a
+    # dropped socket, a full queue, a dead node), so the peer should resend its unacked.
+    rejoined: bool = False
 
 
 @dataclass
@@ -82,6 +86,7 @@ class Pairing(Generic[S]):
         the frames that waited for it."""
         side = self.side(role)
         previous, side.ws = side.ws, ws
+        rejoined, side.attached_before = side.attached_before, True
         waiting = list(side.pending)
         side.pending.clear()
         side.pending_bytes = 0
@@ -89,6 +94,7 @@ class Pairing(Generic[S]):
             previous if previous is not ws else None,
             waiting,
             self.client.ws is not None and self.agent.ws is not None,
+            rejoined,
         )
 
     def detach(self, role: str, ws: S) -> bool:

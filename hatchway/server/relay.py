@@ -56,6 +56,7 @@ from .limits import SessionLimits
 from .mgs import SIGNING_NAME, token_response, xml_error
 from .pairing import JOINABLE, ROLES, may_join, role_of
 from .pairing import Pairing as SocketPairing
+from .pairing import Side as SocketSide
 from .state import ServerState
 from .storage.models import Session
 from .supervise import Supervisor
@@ -93,6 +94,7 @@ class Socket(Protocol):
 
 # A session's two ends, as this relay holds them.
 Pairing = SocketPairing[Socket]
+Side = SocketSide[Socket]
 
 
 async def frames_of(ws: web.WebSocketResponse) -> AsyncIterator[bytes]:
@@ -401,6 +403,8 @@ class Relay:
             await attached.previous.close(message=b"replaced by a newer connection")
         for frame in attached.waiting:
             await sock.send_bytes(frame)
+        if attached.rejoined:
+            await self._nudge(pairing.peer(role))
         if role == "client" and (notice := self.away_notice(pairing.target)) is not None:
             await self._tell(pairing, notice)
         if attached.both_connected:
@@ -429,6 +433,21 @@ class Relay:
             await target.send_bytes(frame)  # waits while the peer's socket is full
         except (ConnectionError, RuntimeError):
             peer.queue(frame)
+
+    async def _nudge(self, peer: Side) -> None:
+        """A side came back: what its peer sent it while it was away may be lost (in a
+        dropped socket, past the bounded queue, in a node that died). ``start_publication``
+        makes a Hatchway end resend everything unacked at once (data-channel.md §3.7),
+        instead of one message per timeout; other ends take it as a no-op."""
+        if peer.ws is None or peer.ws.closed:
+            return
+        message = AgentMessage(
+            message_type=MessageType.START_PUBLICATION,
+            created_date=int(now_utc().timestamp() * 1000),
+            message_id=uuid.uuid4(),
+        )
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await peer.ws.send_bytes(message.encode())
 
     async def tell_clients(self, target: str, presence: AgentPresence) -> None:
         """Tell the connected clients of ``target``'s sessions that asked for it (the

@@ -206,3 +206,37 @@ def test_a_client_that_joins_while_the_agent_is_away_is_told_too(ssm, node):
     presence = asyncio.run(scenario())
     assert (presence.state, presence.target) == (Presence.AWAY, node.instance_id)
     assert 0 < presence.grace_seconds <= 90
+
+
+def test_a_client_that_comes_back_makes_the_agent_resend(ssm, node):
+    """Frames the agent sent while its client was away may be lost (past the relay's
+    queue, in a node that died): when the client rejoins, the agent is sent
+    start_publication, on which a Hatchway end resends everything unacknowledged at once
+    (data-channel.md §3.7). The first join is no rejoin, and sends nothing."""
+    started = ssm.start_session(Target=node.instance_id)
+
+    async def scenario() -> list[str]:
+        async with aiohttp.ClientSession() as http:
+            agent = await open_data_channel(http, node.identity, started["SessionId"], now_ms())
+            client = await open_client(http, started)
+            await client.close()
+            resumed = ssm.resume_session(SessionId=started["SessionId"])
+            again = await open_client(http, resumed)
+            marker = AgentMessage(
+                message_type=MessageType.INPUT_STREAM_DATA,
+                created_date=now_ms(),
+                payload=b"after the rejoin",
+                payload_type=PayloadType.OUTPUT,
+            )
+            await again.send_bytes(marker.encode())
+            seen = []
+            while not seen or seen[-1] != MessageType.INPUT_STREAM_DATA:
+                frame = await agent.receive(timeout=30)
+                if frame.type == aiohttp.WSMsgType.BINARY:
+                    seen.append(decode(frame.data).message_type)
+            await again.close()
+            await agent.close()
+            return seen
+
+    seen = asyncio.run(scenario())
+    assert seen.count(MessageType.START_PUBLICATION) == 1, seen
