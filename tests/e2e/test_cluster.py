@@ -4,6 +4,7 @@ sockets land on, and a node's death (kill -9) loses no session."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -13,6 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pexpect
 import pytest
+import requests
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from tests.e2e.ports import EchoServer, forwarding, hashed_echo_round_trip
@@ -199,6 +204,8 @@ def open_shell(server, target: str, number: int) -> pexpect.spawn:
         encoding="utf-8",
         timeout=120,
     )
+    child.expect(r"Starting session with SessionId: (\S+?)\.?\s")
+    child.session_id = child.match.group(1)  # for the tests that end it by its id
     child.expect(PROMPT)
     child.sendline(f"export NUMBER={number}; echo ready-$((NUMBER*2))-x")
     child.expect(f"ready-{number * 2}-x")
@@ -265,6 +272,48 @@ def test_sessions_flow_while_the_database_is_down(cluster):
         still_answers(child, 7, "after-outage")
         child.sendline("exit")
         child.expect(pexpect.EOF)
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
+
+
+def diagnose(server, target: str) -> dict:
+    """HatchwayDiagnoseInstance (doctor's agent checks), signed as the admin."""
+    body = json.dumps({"Target": target}).encode()
+    headers = {
+        "Content-Type": "application/x-amz-json-1.1",
+        "X-Amz-Target": "AmazonSSM.HatchwayDiagnoseInstance",
+    }
+    request = AWSRequest("POST", server.url + "/", data=body, headers=headers)
+    SigV4Auth(Credentials(*server.admin_keys()), "ssm", server.region).add_auth(request)
+    answer = requests.post(server.url + "/", data=body, headers=dict(request.headers), timeout=60)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_every_node_answers_for_the_agent_and_ends_its_sessions(cluster):
+    """Whichever node a call reaches: GetConnectionStatus and DescribeInstanceInformation
+    say the same, doctor's agent checks reach the agent through the node holding its
+    control channel, and TerminateSession ends a shell paired on any node."""
+    agent = cluster.agent()
+    for node in cluster.nodes:
+        direct = node.server()
+        ssm = direct.client()
+        assert ssm.get_connection_status(Target=agent.instance_id)["Status"] == "connected"
+        (info,) = ssm.describe_instance_information()["InstanceInformationList"]
+        assert info["PingStatus"] == "Online"
+        checks = {result["id"] for result in diagnose(direct, agent.instance_id)["Results"]}
+        assert "agent.answer" not in checks, (node.name, checks)  # the agent answered
+    server = cluster.server()
+    child = open_shell(server, agent.instance_id, 5)
+    try:
+        session_id = child.session_id
+        for node in cluster.nodes:  # through a node that is neither end's, at least once
+            node.server().client().terminate_session(SessionId=session_id)
+        child.expect(pexpect.EOF)
+        child.close()
+        history = server.client().describe_sessions(State="History")["Sessions"]
+        assert [s["SessionId"] for s in history] == [session_id]
     finally:
         if child.isalive():
             child.terminate(force=True)
