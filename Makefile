@@ -88,12 +88,13 @@ test-loaded: $(VENV)/.test-stamp $(PYSSM_VENV)/.stamp $(WEB)/node_modules/.stamp
 		chromium postgresql haproxy
 	HATCHWAY_PYSSM_PYTHON=$(abspath $(PYSSM_VENV))/bin/python bash tests/under_load.sh $(RUNS)
 
-bench: $(VENV)/.test-stamp $(WEB)/node_modules/.stamp openssh-server chromium
+bench: $(VENV)/.test-stamp $(WEB)/node_modules/.stamp openssh-server chromium postgresql haproxy
 	$(VENV)/bin/python bench/protocol.py
 	$(VENV)/bin/python bench/port_forward.py
 	$(VENV)/bin/python bench/session.py
 	$(VENV)/bin/python bench/console.py
 	$(VENV)/bin/python bench/signin.py
+	$(VENV)/bin/python bench/cluster.py
 
 clean:
 	rm -rf $(VENV) $(PYSSM_VENV) $(WEB)/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts
