@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -103,12 +104,14 @@ async def request_ids(
 
 
 def database_away(exc: BaseException) -> bool:
-    """Whether a failure means the database cannot be reached (not a bug in a query)."""
+    """Whether a failure means the database cannot be reached (not a bug in a query).
+    asyncpg's failures to connect arrive unwrapped: refused, reset, a name that does not
+    resolve, a connect timeout."""
     if isinstance(exc, sa_exc.DBAPIError):
         return exc.connection_invalidated or isinstance(
             exc, sa_exc.OperationalError | sa_exc.InterfaceError
         )
-    return isinstance(exc, sa_exc.TimeoutError | ConnectionError | OSError)
+    return isinstance(exc, sa_exc.TimeoutError | ConnectionError | socket.gaierror | TimeoutError)
 
 
 def aws_error_response(error: AwsError) -> web.Response:

@@ -170,6 +170,9 @@ class SessionRuntime:
         """This node pairs the session's ends now: it watches the idle timeout (it sees the
         frames; the node that started the session leaves it to this one) and the maximum
         duration, from what the session's row says."""
+        earlier = self.relay.limits.get(session_id)
+        if earlier is not None and earlier.idle is not None:
+            return  # this node started it, and watches its idle time already
         async with self.state.db() as db:
             row = await db.get(Session, session_id)
         if row is None:
@@ -177,7 +180,6 @@ class SessionRuntime:
         prefs = await self.preferences(row)
         if prefs is None or not (prefs.idle_timeout_minutes or prefs.max_duration_minutes):
             return
-        earlier = self.relay.limits.get(session_id)
         self.relay.set_limits(
             session_id,
             prefs.idle_timeout_minutes,

@@ -4,27 +4,40 @@ frames cross the link between the two nodes."""
 
 from __future__ import annotations
 
+import json
+import sys
+import time
+
+import pexpect
 import pytest
 
 from hatchway.server.cluster.links import PeerLinks
+from hatchway.server.limits import IDLE_MESSAGE
 from hatchway.server.relay import Relay
 from hatchway.server.storage.models import Session
 from tests.e2e.conftest import AgentRunner
 from tests.e2e.ports import EchoServer, forwarding, hashed_echo_round_trip
-from tests.e2e.shells import run_shell
-from tests.helpers import LoopThread, running_server
+from tests.e2e.shells import run_shell, shell_document
+from tests.helpers import LoopThread, running_server, wait_until
+
+# The session-manager-plugin drop-in, given StartSession's answer as the AWS CLI gives it.
+PLUGIN = (
+    "from hatchway.client.commands import session_manager_plugin; "
+    "session_manager_plugin.main(prog_name='session-manager-plugin')"
+)
 
 
 @pytest.fixture
 def two_nodes(tmp_path):
     """Nodes "alpha" and "beta" on one SQLite database and one master key; the agent is
-    registered with alpha and holds its control channel there."""
+    registered with alpha and holds its control channel there. A document's "minute" lasts
+    one second on both."""
     loop = LoopThread()
     home = tmp_path / "server"
     try:
         with (
-            running_server(home, node_name="alpha") as alpha,
-            running_server(home, node_name="beta") as beta,
+            running_server(home, node_name="alpha", preference_minute=1.0) as alpha,
+            running_server(home, node_name="beta", preference_minute=1.0) as beta,
         ):
             agent = AgentRunner(alpha, tmp_path / "agent", loop)
             try:
@@ -78,3 +91,39 @@ def test_a_port_forward_across_nodes_keeps_every_byte(two_nodes):
     assert count == 64 << 20
     assert received == sent
     assert code == 0, tunnel.output
+
+
+def test_the_idle_timeout_is_the_homes_to_judge(two_nodes):
+    """Started on beta, paired on alpha (the agent's data channel reached it first): beta
+    sees none of the session's frames, so its idle clock would run out while the user
+    types. It leaves the session to alpha, which ends it once the typing stops."""
+    alpha, beta, agent = two_nodes
+    document = shell_document(beta, {"idleSessionTimeout": "4"})
+    started = beta.client().start_session(Target=agent.instance_id, DocumentName=document)
+    session_id = started["SessionId"]
+    # The agent's data channel reaches alpha first: alpha is the session's home.
+    alpha_relay = alpha.app_state().services.get(Relay)
+    wait_until(lambda: session_id in alpha_relay.pairings, 60, "the agent on alpha")
+    response = json.dumps({k: started[k] for k in ("SessionId", "TokenValue", "StreamUrl")})
+    child = pexpect.spawn(
+        sys.executable,
+        ["-c", PLUGIN, response, beta.region, "StartSession"],
+        env=beta.env(),
+        encoding="utf-8",
+        timeout=60,
+    )
+    try:
+        child.expect(r"[#$] ")
+        assert relay_node(alpha, session_id) == "alpha"
+        typed_until = time.monotonic() + 10  # well past beta's 4 s without a frame
+        tick = 0
+        while time.monotonic() < typed_until:
+            tick += 1
+            child.sendline(f"echo tick-$(({tick}*3))")
+            child.expect(f"tick-{tick * 3}")
+        child.expect(pexpect.EOF)  # the typing stopped: alpha ends it
+        (session,) = beta.client().describe_sessions(State="History")["Sessions"]
+        assert session["Details"] == IDLE_MESSAGE
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
