@@ -43,6 +43,9 @@ RECONNECT_ATTEMPTS = 10  # about a minute: long enough for a server restart
 SHELL_TYPES = ("Standard_Stream", "InteractiveCommands", "NonInteractiveCommands")
 PORT_TYPE = "Port"
 KMS_TIMEOUT = 10.0  # below the handshake's 15 s, so the user sees why
+# Input kept for a process (or forwarder) still starting: the data channel's own bound on
+# what is delivered but not yet taken (data-channel.md §3.7).
+EARLY_INPUT_BYTES = 8 * 1024 * 1024
 PORT_MESSAGE_BYTES = 64 * 1024  # port data goes in large messages; shells keep 32 KiB
 
 
@@ -199,6 +202,9 @@ class SessionWorker:
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.shell: ShellProcess | None = None
         self.spec: ShellSpec | None = None
+        # Input that arrived before the process (or the forwarder) was up.
+        self.early_input: list[bytes] = []
+        self.early_bytes = 0
         self.destination: Destination | None = None
         self.forwarder: Forwarder | None = None
         self.holders: set[object] = set()
@@ -448,6 +454,7 @@ class SessionWorker:
             await self.forwarder.on_input(data)
             return
         if self.shell is None or self.spec is None:
+            self.keep_early_input(data)
             return
         if self.spec.interactive:
             if data or self.spec.on_pty:
@@ -461,6 +468,25 @@ class SessionWorker:
             self.shell.send_signal(signal.SIGINT)
         if b"\x1c" in data:
             self.shell.send_signal(signal.SIGQUIT)
+
+    def keep_early_input(self, data: bytes) -> None:
+        """Input that came before the process or the forwarder was up: events are handled
+        by more than one loop, so a client's first keys (pyssm-client sends its command
+        0.1 s after the handshake) can overtake a slow start. It was acknowledged, so it
+        is kept, in order, for the process (bounded; past the bound it is dropped, said)."""
+        if self.early_bytes + len(data) > EARLY_INPUT_BYTES:
+            log.warning("input before the process started was dropped", extra=self.extra)
+            return
+        self.early_input.append(data)
+        self.early_bytes += len(data)
+
+    async def replay_early_input(self) -> None:
+        """In one write, before anything newer: a writer takes its data when called."""
+        early, self.early_input, self.early_bytes = self.early_input, [], 0
+        if data := b"".join(early):
+            await self.deliver_input(data)
+        if any(not chunk for chunk in early):  # a piped client's end of input came too
+            await self.deliver_input(b"")
 
     async def start_process(self, *, pty: bool = True) -> None:
         """Start the session's process; ``pty=False`` when the client declined a pty (its
@@ -481,6 +507,7 @@ class SessionWorker:
             return
         log.info("process started", extra={**self.extra, "pid": self.shell.pid})
         self.spawn(self.pump_process(), "the shell's output")
+        await self.replay_early_input()
 
     async def room(self, size: int = READ_CHUNK) -> None:
         """Wait until the data channel takes ``size`` more bytes: flow control towards
@@ -535,6 +562,7 @@ class SessionWorker:
         mode = agent_port_mode(self.task.properties, client_version)
         self.forwarder = forwarder_for(self, self.destination, mode, client_version)
         await self.forwarder.start()
+        await self.replay_early_input()
 
     def now(self) -> float:
         return now()

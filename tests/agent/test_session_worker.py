@@ -41,9 +41,12 @@ class Client:
     """The client end: a ClientSession that answers the handshake, sends ``commands``
     once the session starts, and collects what the agent sends."""
 
-    def __init__(self, commands: bytes = b"", *, pty: bool = True) -> None:
+    def __init__(self, commands: bytes = b"", *, pty: bool = True, early: bool = False) -> None:
         self.session = ClientSession("sess-1", IDENTITY.instance_id, pseudo_terminal=pty)
         self.commands = commands
+        # Send the commands before answering the handshake, as pyssm-client can on a busy
+        # machine (it sends its command 0.1 s after opening the channel, come what may).
+        self.early = early
         self.output = bytearray()
         self.stderr = bytearray()
         self.exit_code: int | None = None
@@ -51,6 +54,9 @@ class Client:
 
     def receive(self, frame: bytes) -> None:
         now = time.time()
+        if self.early and self.commands:
+            self.session.channel.send(self.commands, PayloadType.OUTPUT, now=now)
+            self.commands = b""
         self.session.receive(frame, now)
         while (event := self.session.next_event()) is not None:
             if isinstance(event, SessionStarted) and self.commands:
@@ -246,3 +252,45 @@ async def test_a_client_that_declines_a_pty_gets_pipes_and_an_end_of_input() -> 
     assert outcome == ("Success", "")
     assert bytes(client.output) == b"not a tty\ninput line\nafter-eof\n"
     assert bytes(client.stderr) == b"to-stderr\n"
+
+
+async def test_input_that_overtakes_a_slow_start_reaches_the_process(monkeypatch) -> None:
+    """pyssm-client sends its command 0.1 s after answering the handshake, which on a busy
+    machine is before the agent has finished it: the protocol keeps that input and hands
+    it over just after SessionReady. The read loop then starts the process; if that is slow,
+    the timer loop handles the next event, the input, while no process exists yet. It must
+    reach the process, not vanish (a pyssm-client session hung for 2 minutes under load)."""
+    from hatchway.agent import session as session_module
+
+    real_start = session_module.ShellProcess.start
+    real_start_process = SessionWorker.start_process
+    real_deliver = SessionWorker.deliver_input
+    workers: list[SessionWorker] = []
+    early = asyncio.Event()
+
+    async def start_process(worker: SessionWorker, *, pty: bool = True) -> None:
+        workers.append(worker)
+        await real_start_process(worker, pty=pty)
+
+    async def deliver(worker: SessionWorker, data: bytes) -> None:
+        if worker.shell is None:
+            early.set()
+        await real_deliver(worker, data)
+
+    async def slow_start(spec: Any) -> Any:
+        # While the process starts, the timer loop wakes (a retransmission is due) and
+        # handles the next event: the input.
+        workers[0].timer_changed.set()
+        await asyncio.wait_for(early.wait(), TIMEOUT)
+        return await real_start(spec)
+
+    monkeypatch.setattr(SessionWorker, "start_process", start_process)
+    monkeypatch.setattr(SessionWorker, "deliver_input", deliver)
+    monkeypatch.setattr(session_module.ShellProcess, "start", slow_start)
+    client = Client(commands=b"early-bird\r", early=True)
+    _, outcome = await run_worker(
+        command_task("read line; echo got-$line; exit 4"), LoopbackSocket(client)
+    )
+    assert outcome == ("Success", "")
+    assert b"got-early-bird" in client.output, bytes(client.output)
+    assert client.exit_code == 4
