@@ -284,7 +284,7 @@ class Relay:
             if valid and session is not None:
                 if role == "client" and not session.client_joined:
                     session.client_joined = now_utc()  # other servers' join deadlines read it
-                home = settle(session, self.me)
+                home = await settle(db, session_id, self.me)
         if not valid or session is None:
             log.warning(
                 "data channel token refused", extra={"session_id": session_id, "role": role}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..pairing import JOINABLE
@@ -20,12 +20,23 @@ class Home:
     epoch: int
 
 
-def settle(row: Session, me: str) -> Home:
+async def settle(db: AsyncSession, session_id: str, me: str) -> Home:
     """Inside the transaction that admits a side: the session's home, made this node when
-    it has none yet."""
-    if row.relay_node is None:
-        row.relay_node, row.relay_epoch = me, row.relay_epoch + 1
-    return Home(row.relay_node, row.relay_epoch)
+    it has none yet. One conditional UPDATE, so that of two sides admitted at once on two
+    nodes, one claims it and the other finds it claimed: PostgreSQL re-checks the
+    condition once the first transaction commits (reading then writing would let both
+    claim it under READ COMMITTED)."""
+    await db.execute(
+        update(Session)
+        .where(Session.session_id == session_id, Session.relay_node.is_(None))
+        .values(relay_node=me, relay_epoch=Session.relay_epoch + 1)
+    )
+    found = (
+        await db.execute(
+            select(Session.relay_node, Session.relay_epoch).where(Session.session_id == session_id)
+        )
+    ).one()
+    return Home(found.relay_node, found.relay_epoch)
 
 
 async def take_over(
