@@ -28,7 +28,6 @@ import argparse
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -39,7 +38,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.cluster import Cluster, running_cluster
 from tests.e2e.ports import EchoServer, forwarding, hashed_echo_round_trip
-from tests.postgres import postgres_bin
 
 ECHO_BYTES = 1024
 
@@ -74,15 +72,8 @@ def throughput(cluster: Cluster, target: str, mebibytes: int) -> float:
 
 
 def home_of(cluster: Cluster, session_id: str) -> str:
-    psql = str(postgres_bin() / "psql")
-    sql = f"select relay_node from sessions where session_id = '{session_id}'"
-    return subprocess.run(
-        [psql, "-At", cluster.database.url, "-c", sql],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    ).stdout.strip()
+    (row,) = cluster.query(f"select relay_node from sessions where session_id = '{session_id}'")
+    return row[0]
 
 
 class Echoes:

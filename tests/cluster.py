@@ -39,7 +39,8 @@ from hatchway.up import node_kms_policy
 from tests.e2e.ports import free_port
 from tests.e2e.processes import AgentProcess, ServerProcess, wait_for_node
 from tests.helpers import REGION, RunningServer, wait_until
-from tests.postgres import PostgresServer, postgres_server
+from tests.postgres import PostgresServer, postgres_bin, postgres_server
+from tests.sshd import stop_process
 
 HAPROXY = Path("/usr/sbin/haproxy")
 BACKEND_HEADER = "X-Hatchway-Backend"
@@ -212,12 +213,7 @@ backend nodes
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+            stop_process(self.process)
 
 
 @dataclass
@@ -271,6 +267,18 @@ class Cluster:
         agent.start()
         wait_for_node(server, agent.instance_id, ("Online", "connected"))
         return agent
+
+    def query(self, sql: str) -> list[list[str]]:
+        """The rows of ``sql`` on the cluster's database, as psql prints them."""
+        psql = str(postgres_bin() / "psql")
+        out = subprocess.run(
+            [psql, "-At", "-F", "\t", self.database.url, "-c", sql],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        return [line.split("\t") for line in out.splitlines() if line]
 
     def logs(self) -> str:
         """The tail of every process's output, for a failing assertion's message."""

@@ -21,44 +21,20 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from tests.e2e.ports import EchoServer, forwarding, hashed_echo_round_trip
+from tests.e2e.shells import run_shell
 from tests.helpers import wait_until
-from tests.postgres import postgres_bin
 
 HATCHWAY = [sys.executable, "-m", "hatchway"]
 PROMPT = r"[#$] "
 OUTAGE_SECONDS = 10.0
 
 
-def query(cluster, sql: str) -> list[list[str]]:
-    """Rows of ``sql`` on the cluster's database, as psql prints them."""
-    psql = str(postgres_bin() / "psql")
-    out = subprocess.run(
-        [psql, "-At", "-F", "\t", cluster.database.url, "-c", sql],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    ).stdout
-    return [line.split("\t") for line in out.splitlines() if line]
-
-
 def control_channel_node(cluster, instance_id: str) -> str:
     """The node that holds the agent's control channel, as the routes say."""
-    rows = query(
-        cluster, f"select connected_to from managed_instances where instance_id = '{instance_id}'"
+    rows = cluster.query(
+        f"select connected_to from managed_instances where instance_id = '{instance_id}'"
     )
     return rows[0][0]
-
-
-def run_piped(env, target: str, script: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*HATCHWAY, "start-session", "--target", target],
-        input=script,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
 
 
 def run_pyssm(pyssm, server, target: str, command: str) -> subprocess.CompletedProcess[str]:
@@ -84,7 +60,9 @@ def test_a_hundred_sessions_through_the_balancer_each_reach_the_agent(cluster, p
         marker = f"session-{number:03d}-$((6*7))"
         if number % 3 == 0:
             return number, run_pyssm(pyssm, server, agent.instance_id, f"echo {marker}; exit 4")
-        return number, run_piped(env, agent.instance_id, f"echo {marker}\nexit {number % 5}\n")
+        return number, run_shell(
+            env, agent.instance_id, None, f"echo {marker}\nexit {number % 5}\n"
+        )
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(one, range(100)))
@@ -93,7 +71,7 @@ def test_a_hundred_sessions_through_the_balancer_each_reach_the_agent(cluster, p
         expected = 4 if number % 3 == 0 else number % 5
         assert result.returncode == expected, (number, result.stderr[-2000:])
     # The sessions were paired on more than one node: sides crossed between nodes.
-    homes = query(cluster, "select relay_node, count(*) from sessions group by relay_node")
+    homes = cluster.query("select relay_node, count(*) from sessions group by relay_node")
     assert len({home for home, _ in homes}) >= 2, homes
     assert sum(int(count) for _, count in homes) == 100
 
@@ -121,8 +99,8 @@ def test_a_shell_outlives_the_kill_of_a_node(cluster, victim):
         if victim == "control channel":
             name = control_channel_node(cluster, agent.instance_id)
         else:
-            (row,) = query(
-                cluster, f"select relay_node from sessions where session_id = '{session_id}'"
+            (row,) = cluster.query(
+                f"select relay_node from sessions where session_id = '{session_id}'"
             )
             name = row[0]
         cluster.node(name).kill()
@@ -168,7 +146,7 @@ def test_a_256_mib_port_forward_outlives_the_kill_of_the_agents_node(cluster):
         thread.start()
         assert flowing.wait(300), cluster.logs()
         victim = control_channel_node(cluster, agent.instance_id)
-        homes = query(cluster, "select session_id, relay_node from sessions")
+        homes = cluster.query("select session_id, relay_node from sessions")
         cluster.node(victim).kill()
         thread.join(600)
         assert not thread.is_alive()
@@ -265,7 +243,7 @@ def test_sessions_flow_while_the_database_is_down(cluster):
         cluster.database.start()
 
         def a_new_session_works() -> bool:
-            result = run_piped(server.env(), agent.instance_id, "echo back-$((2+3))\nexit\n")
+            result = run_shell(server.env(), agent.instance_id, None, "echo back-$((2+3))\nexit\n")
             return "back-5" in result.stdout
 
         wait_until(a_new_session_works, 120, "a new session after the outage")
