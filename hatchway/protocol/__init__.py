@@ -19,6 +19,7 @@ from .message import (
     message_id_from_wire,
     message_id_to_wire,
     peek_message_type,
+    peek_sequence_number,
 )
 from .payloads import (
     AGENT_PRESENCE_FEATURE,
@@ -81,4 +82,5 @@ __all__ = [
     "message_id_to_wire",
     "parse_features",
     "peek_message_type",
+    "peek_sequence_number",
 ]

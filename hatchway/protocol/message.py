@@ -195,6 +195,19 @@ def peek_message_type(data: bytes | bytearray | memoryview) -> str:
         return ""
 
 
+_SEQUENCE_NUMBER = struct.Struct(">q")
+_SEQUENCE_NUMBER_OFFSET = 48
+
+
+def peek_sequence_number(data: bytes | bytearray | memoryview) -> int | None:
+    """The SequenceNumber of an encoded message, read from its header alone; None when
+    ``data`` is too short to hold one."""
+    if len(data) < _SEQUENCE_NUMBER_OFFSET + _SEQUENCE_NUMBER.size:
+        return None
+    (number,) = _SEQUENCE_NUMBER.unpack_from(data, _SEQUENCE_NUMBER_OFFSET)
+    return int(number)
+
+
 def decode(data: bytes | bytearray | memoryview) -> AgentMessage:
     """Parse one AgentMessage, validating it the way the reference client does.
 

@@ -44,6 +44,20 @@ class Side(Generic[S]):
     dropped: int = 0
     features: frozenset[str] = frozenset()  # what the side asked for on its upgrade
     attached_before: bool = False  # it had a socket once: its next one is a rejoin
+    # The highest stream-data sequence number this side sent on its current socket.
+    highest_sent: int | None = None
+
+    def sends_new_data(self, sequence_number: int) -> bool:
+        """Whether this side's stream-data message numbered ``sequence_number`` is new,
+        rather than a resend of one it already sent on its current socket. Only new data
+        is activity for the idle timeout: the official agent resends its oldest
+        unacknowledged message until it is acknowledged, and AWS's plugin never
+        acknowledges a message twice, so one lost acknowledgement (a node died with it)
+        would otherwise keep the session busy for good."""
+        if self.highest_sent is not None and sequence_number <= self.highest_sent:
+            return False
+        self.highest_sent = sequence_number
+        return True
 
     def queue(self, frame: bytes) -> None:
         """Keep a frame for when this side (re)connects, within bounds; past them it is
@@ -87,6 +101,7 @@ class Pairing(Generic[S]):
         side = self.side(role)
         previous, side.ws = side.ws, ws
         rejoined, side.attached_before = side.attached_before, True
+        side.highest_sent = None  # a new client may number its messages from 0 again
         waiting = list(side.pending)
         side.pending.clear()
         side.pending_bytes = 0

@@ -43,6 +43,8 @@ from ..protocol import (
     OpenDataChannel,
     ProtocolError,
     parse_features,
+    peek_message_type,
+    peek_sequence_number,
 )
 from . import tokens
 from .auth import authenticate
@@ -54,7 +56,7 @@ from .cluster.links import Link, PeerLinks, PeerUnreachable
 from .iam.principals import PrincipalKind
 from .limits import SessionLimits
 from .mgs import SIGNING_NAME, token_response, xml_error
-from .pairing import JOINABLE, ROLES, may_join, role_of
+from .pairing import JOINABLE, ROLES, Side, may_join, role_of
 from .pairing import Pairing as SocketPairing
 from .pairing import Side as SocketSide
 from .state import ServerState
@@ -67,10 +69,21 @@ log = logging.getLogger("hatchway.server.relay")
 LIMITS_CHECK_SECONDS = 1.0
 # How often a side that reached another node tries to find its session's home.
 HOME_ATTEMPTS = 3
+# The messages that carry a session's data, numbered in order by their sender.
+STREAM_DATA = frozenset({MessageType.INPUT_STREAM_DATA, MessageType.OUTPUT_STREAM_DATA})
 
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def is_activity(sender: Side[Socket], frame: bytes) -> bool:
+    """Whether ``frame`` from ``sender`` counts for the idle timeout: anything but a
+    resent stream-data message (Side.sends_new_data says why)."""
+    if peek_message_type(frame) not in STREAM_DATA:
+        return True
+    number = peek_sequence_number(frame)
+    return number is None or sender.sends_new_data(number)
 
 
 def set_nodelay(request: web.Request) -> None:
@@ -423,7 +436,8 @@ class Relay:
     async def _forward(self, pairing: Pairing, role: str, frame: bytes) -> None:
         if role == "agent" and not for_client(frame):
             return  # agent_session_state and the like are for the service, not the client
-        self.limits.activity(pairing.session_id, time.time())
+        if is_activity(pairing.side(role), frame):
+            self.limits.activity(pairing.session_id, time.time())
         peer = pairing.peer(role)
         target = peer.ws
         if target is None or target.closed:

@@ -13,6 +13,7 @@ from hatchway.protocol import (
     decode,
     message_id_from_wire,
     message_id_to_wire,
+    peek_sequence_number,
 )
 
 # data-channel.md §2, checked against the reference plugin's own encoder and decoder.
@@ -137,3 +138,13 @@ def test_encode_refuses_fields_that_do_not_fit(fields):
     base = {"message_type": "output_stream_data", "created_date": 1}
     with pytest.raises(ProtocolError):
         AgentMessage(**(base | fields)).encode()
+
+
+def test_the_sequence_number_is_read_from_the_header_alone():
+    assert peek_sequence_number(SPEC_VECTOR) == 5
+    assert peek_sequence_number(SPEC_VECTOR[:56]) == 5
+    assert peek_sequence_number(SPEC_VECTOR[:55]) is None
+    message = AgentMessage(
+        message_type=MessageType.OUTPUT_STREAM_DATA, created_date=1, sequence_number=-1
+    )
+    assert peek_sequence_number(message.encode()) == -1

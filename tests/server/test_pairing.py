@@ -55,3 +55,16 @@ def test_the_queue_is_bounded():
     assert len(side.pending) == PENDING_FRAMES and side.dropped == 3
     side.queue(b"y" * (5 * 1024 * 1024))
     assert side.dropped == 4
+
+
+def test_a_resend_is_not_new_data_and_a_new_socket_counts_afresh():
+    pairing: Pairing[Socket] = Pairing("s", "mi-1")
+    pairing.attach("agent", Socket("agent"))
+    agent = pairing.side("agent")
+    assert agent.sends_new_data(0) and agent.sends_new_data(1) and agent.sends_new_data(5)
+    assert not agent.sends_new_data(5)  # the same message again
+    assert not agent.sends_new_data(3)  # an older one, resent after a lost acknowledgement
+    assert agent.sends_new_data(6)
+    # A reconnection may come from a new client that numbers from 0 again.
+    pairing.attach("agent", Socket("again"))
+    assert agent.sends_new_data(0)
