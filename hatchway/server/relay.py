@@ -174,7 +174,9 @@ class Relay:
         recorded, so a failure (the database is away) is retried."""
         now = time.time()
         for session_id, reason in self.limits.expired(now):
-            log.info("session limit reached", extra={"session_id": session_id, "reason": reason})
+            # Only a handler knows whether the limit is this node's to enforce (the client
+            # may have joined through another node), so it says when one ends a session.
+            log.debug("session limit due", extra={"session_id": session_id, "reason": reason})
             for handler in self.on_expired:
                 await handler(session_id, reason)
             watch = self.limits.get(session_id)

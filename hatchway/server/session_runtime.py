@@ -206,6 +206,7 @@ class SessionRuntime:
         failed = reason == JOIN_MESSAGE
         status = "Failed" if failed else "Terminated"
         if await finish_session(self.state.db, session_id, status, now_utc(), reason):
+            log.info("session limit reached", extra={"session_id": session_id, "reason": reason})
             # A failure's text follows the error banner, as agents mark it for clients.
             await self.terminate(session_id, ERROR_BANNER + reason if failed else reason)
 

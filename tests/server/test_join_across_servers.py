@@ -5,6 +5,7 @@ the spent token was purged."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 
 import aiohttp
@@ -15,7 +16,8 @@ from hatchway.server.relay import Relay
 from tests.helpers import ConnectedNode, LoopThread, running_server, wait_until
 
 
-def test_a_client_that_joined_elsewhere_is_not_ended(tmp_path):
+def test_a_client_that_joined_elsewhere_is_not_ended(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="hatchway.server")
     loop = LoopThread()
     home = tmp_path / "server"
     try:
@@ -63,6 +65,14 @@ def test_a_client_that_joined_elsewhere_is_not_ended(tmp_path):
                 client.result(30)
                 active = ssm.describe_sessions(State="Active")["Sessions"]
                 assert [s["SessionId"] for s in active] == [session_id]
+                # Nor does its log say that a limit ended it.
+                limits = [
+                    record.getMessage()
+                    for record in caplog.records
+                    if getattr(record, "session_id", None) == session_id
+                    and "limit" in record.getMessage()
+                ]
+                assert limits == []
             finally:
                 node.close()
     finally:
