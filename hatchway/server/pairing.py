@@ -7,12 +7,17 @@ sends, reads a clock, or awaits.
 
 from __future__ import annotations
 
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 PENDING_FRAMES = 256
 PENDING_BYTES = 4 * 1024 * 1024
+# How many of a side's latest acknowledged messages the relay remembers, to answer a resend
+# of one of them. The official agent resends within its retransmission timeout (tens of
+# milliseconds on a fast path), a few hundred of its 1 KiB messages later at most.
+ACKNOWLEDGED_KEPT = 1024
 ROLES = ("client", "agent")
 # The statuses in which a side may (re)join its session.
 JOINABLE = ("Connecting", "Connected", "Disconnected")
@@ -58,6 +63,23 @@ class Side(Generic[S]):
             return False
         self.highest_sent = sequence_number
         return True
+
+    # This side's messages that its peer acknowledged through the relay, oldest first:
+    # sequence number -> message id.
+    acknowledged: dict[int, uuid.UUID] = field(default_factory=dict)
+
+    def peer_acknowledged(self, sequence_number: int, message_id: uuid.UUID) -> None:
+        """The peer acknowledged this side's message; the oldest record goes past
+        ACKNOWLEDGED_KEPT."""
+        self.acknowledged.pop(sequence_number, None)
+        self.acknowledged[sequence_number] = message_id
+        if len(self.acknowledged) > ACKNOWLEDGED_KEPT:
+            del self.acknowledged[next(iter(self.acknowledged))]
+
+    def was_acknowledged(self, sequence_number: int, message_id: uuid.UUID) -> bool:
+        """Whether the peer acknowledged this very message (the id tells a resend from a
+        new message that reuses the number) through the relay."""
+        return self.acknowledged.get(sequence_number) == message_id
 
     def queue(self, frame: bytes) -> None:
         """Keep a frame for when this side (re)connects, within bounds; past them it is

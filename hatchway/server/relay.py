@@ -35,6 +35,7 @@ from ..protocol import (
     AGENT_PRESENCE_FEATURE,
     FEATURES_HEADER,
     MAX_MESSAGE_BYTES,
+    Acknowledge,
     AgentMessage,
     AgentPresence,
     ChannelClosed,
@@ -42,6 +43,7 @@ from ..protocol import (
     MessageType,
     OpenDataChannel,
     ProtocolError,
+    decode,
     parse_features,
     peek_message_type,
     peek_sequence_number,
@@ -77,13 +79,40 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def is_activity(sender: Side[Socket], frame: bytes) -> bool:
-    """Whether ``frame`` from ``sender`` counts for the idle timeout: anything but a
-    resent stream-data message (Side.sends_new_data says why)."""
-    if peek_message_type(frame) not in STREAM_DATA:
-        return True
-    number = peek_sequence_number(frame)
-    return number is None or sender.sends_new_data(number)
+def note_acknowledgement(acknowledged: Side[Socket], frame: bytes) -> None:
+    """``frame``, an acknowledge message, passes to ``acknowledged``: remember which of its
+    messages it acknowledges."""
+    try:
+        ack = Acknowledge.from_json(decode(frame).payload)
+    except ProtocolError:
+        return  # not ours to judge: the other end reads it as it is
+    if ack.message_type in STREAM_DATA:
+        acknowledged.peer_acknowledged(ack.sequence_number, ack.message_id)
+
+
+def acknowledgement_again(sender: Side[Socket], frame: bytes) -> bytes | None:
+    """The acknowledgement to give ``sender`` for ``frame``, a message it sent again, when
+    its peer already acknowledged it through the relay; else None.
+
+    The official agent sends a message before it records it as awaiting acknowledgement,
+    so an acknowledgement that comes back within that moment (a fast path, such as a
+    loopback) finds nothing and is dropped; and AWS's plugin drops the agent's resends of
+    a message it has processed without acknowledging them again. The agent then resends
+    that message until the session ends, and resends nothing else: a later message lost
+    with a node would never come again, and the session would stall for good."""
+    try:
+        message = decode(frame)
+    except ProtocolError:
+        return None
+    if not sender.was_acknowledged(message.sequence_number, message.message_id):
+        return None
+    ack = Acknowledge(message.message_type, message.message_id, message.sequence_number)
+    return AgentMessage(
+        message_type=MessageType.ACKNOWLEDGE,
+        created_date=int(time.time() * 1000),
+        flags=Flags.ACK,
+        payload=ack.to_json(),
+    ).encode()
 
 
 def set_nodelay(request: web.Request) -> None:
@@ -438,8 +467,21 @@ class Relay:
     async def _forward(self, pairing: Pairing, role: str, frame: bytes) -> None:
         if role == "agent" and not for_client(frame):
             return  # agent_session_state and the like are for the service, not the client
-        if is_activity(pairing.side(role), frame):
+        sender, kind = pairing.side(role), peek_message_type(frame)
+        number = peek_sequence_number(frame) if kind in STREAM_DATA else None
+        if number is not None and not sender.sends_new_data(number):
+            # A resend is not activity: after a lost acknowledgement the official agent
+            # resends one message for as long as the session lasts.
+            again = acknowledgement_again(sender, frame)
+            if again is not None:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    if sender.ws is not None and not sender.ws.closed:
+                        await sender.ws.send_bytes(again)
+                return  # the peer has it already
+        else:
             self.limits.activity(pairing.session_id, time.time())
+        if kind == MessageType.ACKNOWLEDGE:
+            note_acknowledgement(pairing.peer(role), frame)
         peer = pairing.peer(role)
         target = peer.ws
         if target is None or target.closed:

@@ -68,3 +68,22 @@ def test_a_resend_is_not_new_data_and_a_new_socket_counts_afresh():
     # A reconnection may come from a new client that numbers from 0 again.
     pairing.attach("agent", Socket("again"))
     assert agent.sends_new_data(0)
+
+
+def test_a_side_remembers_its_latest_acknowledged_messages():
+    import uuid
+
+    from hatchway.server.pairing import ACKNOWLEDGED_KEPT
+
+    pairing: Pairing[Socket] = Pairing("s", "mi-1")
+    agent = pairing.side("agent")
+    ids = [uuid.uuid4() for _ in range(ACKNOWLEDGED_KEPT + 1)]
+    agent.peer_acknowledged(0, ids[0])
+    assert agent.was_acknowledged(0, ids[0])
+    assert not agent.was_acknowledged(0, ids[1])  # a new message that reuses the number
+    assert not agent.was_acknowledged(1, ids[1])
+    for number in range(1, ACKNOWLEDGED_KEPT + 1):
+        agent.peer_acknowledged(number, ids[number])
+    # The oldest record went; the newest are kept.
+    assert not agent.was_acknowledged(0, ids[0])
+    assert agent.was_acknowledged(ACKNOWLEDGED_KEPT, ids[ACKNOWLEDGED_KEPT])

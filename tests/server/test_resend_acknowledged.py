@@ -1,0 +1,125 @@
+"""A resend of a message its peer already acknowledged is answered by the relay.
+
+The official amazon-ssm-agent sends a message before it records it as awaiting an
+acknowledgement; on a fast path the acknowledgement can come back in between, find nothing
+and be dropped. AWS's session-manager-plugin drops a resend of a message it has processed
+without acknowledging it again, and the agent resends only its oldest unacknowledged
+message: without an answer it resends that one until the session ends, and a later message
+lost with a node never comes again (seen by hand: a port forward stalled for good after a
+node's kill -9). The client here behaves as AWS's plugin does.
+"""
+
+import time
+import uuid
+
+import aiohttp
+
+from hatchway.agent.datachannel import open_data_channel
+from hatchway.protocol import (
+    Acknowledge,
+    AgentMessage,
+    Flags,
+    MessageType,
+    PayloadType,
+    decode,
+)
+from tests.server.test_relay_frames import open_client, until_connected
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def output(sequence_number: int, message_id: uuid.UUID) -> bytes:
+    return AgentMessage(
+        message_type=MessageType.OUTPUT_STREAM_DATA,
+        created_date=now_ms(),
+        sequence_number=sequence_number,
+        payload=f"output {sequence_number}".encode(),
+        payload_type=PayloadType.OUTPUT,
+        message_id=message_id,
+    ).encode()
+
+
+def acknowledgement(frame: bytes) -> bytes:
+    message = decode(frame)
+    ack = Acknowledge(message.message_type, message.message_id, message.sequence_number)
+    return AgentMessage(
+        message_type=MessageType.ACKNOWLEDGE,
+        created_date=now_ms(),
+        flags=Flags.ACK,
+        payload=ack.to_json(),
+    ).encode()
+
+
+async def next_message(ws) -> AgentMessage:
+    frame = await ws.receive(timeout=10)
+    assert frame.type == aiohttp.WSMsgType.BINARY, frame
+    return decode(frame.data)
+
+
+async def next_acknowledged(ws) -> int:
+    """The sequence number the next acknowledge message on ``ws`` acknowledges."""
+    while (message := await next_message(ws)).message_type != MessageType.ACKNOWLEDGE:
+        pass
+    return Acknowledge.from_json(message.payload).sequence_number
+
+
+def run(node, ssm, scenario):
+    started = ssm.start_session(Target=node.instance_id)
+
+    async def connected():
+        async with aiohttp.ClientSession() as http:
+            agent = await open_data_channel(http, node.identity, started["SessionId"], now_ms())
+            client = await open_client(http, started)
+            await until_connected(ssm, started["SessionId"])
+            try:
+                return await scenario(agent, client)
+            finally:
+                await client.close()
+                await agent.close()
+
+    return node.loop.run(connected(), timeout=60)
+
+
+def test_the_relay_acknowledges_again_what_the_client_acknowledged(ssm, node):
+    async def scenario(agent, client):
+        first = output(0, uuid.uuid4())
+        await agent.send_bytes(first)
+        got = await next_message(client)
+        await client.send_bytes(acknowledgement(first))
+        assert await next_acknowledged(agent) == 0
+        # The agent dropped that acknowledgement and sends the message again: the client
+        # is not asked (it would not answer), the relay answers.
+        await agent.send_bytes(first)
+        again = await next_acknowledged(agent)
+        await agent.send_bytes(output(1, uuid.uuid4()))
+        after = await next_message(client)
+        return got.sequence_number, again, after.sequence_number
+
+    assert run(node, ssm, scenario) == (0, 0, 1)
+
+
+def test_a_resend_the_client_never_acknowledged_reaches_the_client(ssm, node):
+    async def scenario(agent, client):
+        first = output(0, uuid.uuid4())
+        await agent.send_bytes(first)
+        await next_message(client)
+        await agent.send_bytes(first)  # no acknowledgement came: the client must see it
+        return (await next_message(client)).sequence_number
+
+    assert run(node, ssm, scenario) == 0
+
+
+def test_a_new_message_that_reuses_an_acknowledged_number_reaches_the_client(ssm, node):
+    async def scenario(agent, client):
+        first = output(0, uuid.uuid4())
+        await agent.send_bytes(first)
+        await next_message(client)
+        await client.send_bytes(acknowledgement(first))
+        await next_acknowledged(agent)
+        other = uuid.uuid4()
+        await agent.send_bytes(output(0, other))
+        return (await next_message(client)).message_id == other
+
+    assert run(node, ssm, scenario)
