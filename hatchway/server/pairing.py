@@ -7,17 +7,16 @@ sends, reads a clock, or awaits.
 
 from __future__ import annotations
 
-import uuid
+import bisect
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 PENDING_FRAMES = 256
 PENDING_BYTES = 4 * 1024 * 1024
-# How many of a side's latest acknowledged messages the relay remembers, to answer a resend
-# of one of them. The official agent resends within its retransmission timeout (tens of
-# milliseconds on a fast path), a few hundred of its 1 KiB messages later at most.
-ACKNOWLEDGED_KEPT = 1024
+# How many separate runs of acknowledged sequence numbers a side's record keeps (the
+# oldest go first). Acknowledgements come nearly in order, so the runs merge into a few.
+ACKNOWLEDGED_RUNS = 1024
 ROLES = ("client", "agent")
 # The statuses in which a side may (re)join its session.
 JOINABLE = ("Connecting", "Connected", "Disconnected")
@@ -64,22 +63,39 @@ class Side(Generic[S]):
         self.highest_sent = sequence_number
         return True
 
-    # This side's messages that its peer acknowledged through the relay, oldest first:
-    # sequence number -> message id.
-    acknowledged: dict[int, uuid.UUID] = field(default_factory=dict)
+    # The sequence numbers of this side's messages that its peer acknowledged through the
+    # relay, as runs: the i-th run is run_starts[i]..run_ends[i], in increasing order.
+    run_starts: list[int] = field(default_factory=list)
+    run_ends: list[int] = field(default_factory=list)
 
-    def peer_acknowledged(self, sequence_number: int, message_id: uuid.UUID) -> None:
-        """The peer acknowledged this side's message; the oldest record goes past
-        ACKNOWLEDGED_KEPT."""
-        self.acknowledged.pop(sequence_number, None)
-        self.acknowledged[sequence_number] = message_id
-        if len(self.acknowledged) > ACKNOWLEDGED_KEPT:
-            del self.acknowledged[next(iter(self.acknowledged))]
+    def peer_acknowledged(self, sequence_number: int) -> None:
+        """The peer acknowledged this side's message ``sequence_number``. A resend of it may
+        come long after (the official agent resends only its oldest unacknowledged
+        message), so the record covers the whole session, in runs."""
+        starts, ends = self.run_starts, self.run_ends
+        at = bisect.bisect_right(starts, sequence_number) - 1
+        if at >= 0 and sequence_number <= ends[at]:
+            return
+        joins_left = at >= 0 and ends[at] == sequence_number - 1
+        joins_right = at + 1 < len(starts) and starts[at + 1] == sequence_number + 1
+        if joins_left and joins_right:
+            ends[at] = ends[at + 1]
+            del starts[at + 1], ends[at + 1]
+        elif joins_left:
+            ends[at] = sequence_number
+        elif joins_right:
+            starts[at + 1] = sequence_number
+        else:
+            starts.insert(at + 1, sequence_number)
+            ends.insert(at + 1, sequence_number)
+            if len(starts) > ACKNOWLEDGED_RUNS:
+                del starts[0], ends[0]
 
-    def was_acknowledged(self, sequence_number: int, message_id: uuid.UUID) -> bool:
-        """Whether the peer acknowledged this very message (the id tells a resend from a
-        new message that reuses the number) through the relay."""
-        return self.acknowledged.get(sequence_number) == message_id
+    def was_acknowledged(self, sequence_number: int) -> bool:
+        """Whether the peer acknowledged this side's message ``sequence_number`` through
+        the relay."""
+        at = bisect.bisect_right(self.run_starts, sequence_number) - 1
+        return at >= 0 and sequence_number <= self.run_ends[at]
 
     def queue(self, frame: bytes) -> None:
         """Keep a frame for when this side (re)connects, within bounds; past them it is

@@ -86,8 +86,8 @@ def note_acknowledgement(acknowledged: Side[Socket], frame: bytes) -> None:
         ack = Acknowledge.from_json(decode(frame).payload)
     except ProtocolError:
         return  # not ours to judge: the other end reads it as it is
-    if ack.message_type in STREAM_DATA:
-        acknowledged.peer_acknowledged(ack.sequence_number, ack.message_id)
+    if ack.message_type == MessageType.OUTPUT_STREAM_DATA:
+        acknowledged.peer_acknowledged(ack.sequence_number)
 
 
 def acknowledgement_again(sender: Side[Socket], frame: bytes) -> bytes | None:
@@ -104,8 +104,10 @@ def acknowledgement_again(sender: Side[Socket], frame: bytes) -> bytes | None:
         message = decode(frame)
     except ProtocolError:
         return None
-    if not sender.was_acknowledged(message.sequence_number, message.message_id):
-        return None
+    if message.message_type != MessageType.OUTPUT_STREAM_DATA or not sender.was_acknowledged(
+        message.sequence_number
+    ):
+        return None  # a client's input: agents acknowledge a resend themselves
     ack = Acknowledge(message.message_type, message.message_id, message.sequence_number)
     return AgentMessage(
         message_type=MessageType.ACKNOWLEDGE,

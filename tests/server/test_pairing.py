@@ -70,20 +70,20 @@ def test_a_resend_is_not_new_data_and_a_new_socket_counts_afresh():
     assert agent.sends_new_data(0)
 
 
-def test_a_side_remembers_its_latest_acknowledged_messages():
-    import uuid
-
-    from hatchway.server.pairing import ACKNOWLEDGED_KEPT
+def test_a_side_records_the_acknowledged_numbers_in_runs():
+    from hatchway.server.pairing import ACKNOWLEDGED_RUNS
 
     pairing: Pairing[Socket] = Pairing("s", "mi-1")
     agent = pairing.side("agent")
-    ids = [uuid.uuid4() for _ in range(ACKNOWLEDGED_KEPT + 1)]
-    agent.peer_acknowledged(0, ids[0])
-    assert agent.was_acknowledged(0, ids[0])
-    assert not agent.was_acknowledged(0, ids[1])  # a new message that reuses the number
-    assert not agent.was_acknowledged(1, ids[1])
-    for number in range(1, ACKNOWLEDGED_KEPT + 1):
-        agent.peer_acknowledged(number, ids[number])
-    # The oldest record went; the newest are kept.
-    assert not agent.was_acknowledged(0, ids[0])
-    assert agent.was_acknowledged(ACKNOWLEDGED_KEPT, ids[ACKNOWLEDGED_KEPT])
+    for number in [0, 1, 2, 5, 4, 7, 3]:
+        agent.peer_acknowledged(number)
+    assert (agent.run_starts, agent.run_ends) == ([0, 7], [5, 7])
+    assert all(agent.was_acknowledged(n) for n in [0, 3, 5, 7])
+    assert not any(agent.was_acknowledged(n) for n in [-1, 6, 8])
+    agent.peer_acknowledged(6)
+    assert (agent.run_starts, agent.run_ends) == ([0], [7])
+    # Past ACKNOWLEDGED_RUNS separate runs, the oldest go.
+    for number in range(10, 10 + 2 * (ACKNOWLEDGED_RUNS + 1), 2):
+        agent.peer_acknowledged(number)
+    assert len(agent.run_starts) == ACKNOWLEDGED_RUNS
+    assert not agent.was_acknowledged(0) and agent.was_acknowledged(10 + 2 * ACKNOWLEDGED_RUNS)
