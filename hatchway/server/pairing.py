@@ -8,6 +8,7 @@ sends, reads a clock, or awaits.
 from __future__ import annotations
 
 import bisect
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -67,6 +68,9 @@ class Side(Generic[S]):
     # relay, as runs: the i-th run is run_starts[i]..run_ends[i], in increasing order.
     run_starts: list[int] = field(default_factory=list)
     run_ends: list[int] = field(default_factory=list)
+    # Resends of this side's messages passed to a peer that did not acknowledge them (yet):
+    # sequence number -> (message id, the first new message passed after it, if any yet).
+    unanswered: dict[int, tuple[uuid.UUID, int | None]] = field(default_factory=dict)
 
     def peer_acknowledged(self, sequence_number: int) -> None:
         """The peer acknowledged this side's message ``sequence_number``. A resend of it may
@@ -90,6 +94,34 @@ class Side(Generic[S]):
             ends.insert(at + 1, sequence_number)
             if len(starts) > ACKNOWLEDGED_RUNS:
                 del starts[0], ends[0]
+
+    def resend_passed(self, sequence_number: int, message_id: uuid.UUID) -> None:
+        """A resend of this side's message ``sequence_number``, whose acknowledgement the
+        relay never saw, went to the peer."""
+        self.unanswered[sequence_number] = (message_id, None)
+
+    def new_message_passed(self, sequence_number: int) -> None:
+        """A new message of this side went to the peer: the first one after each resend
+        still unanswered marks it."""
+        for resent, (message_id, marker) in self.unanswered.items():
+            if marker is None:
+                self.unanswered[resent] = (message_id, sequence_number)
+
+    def peer_skipped(self, acknowledged: int) -> list[tuple[int, uuid.UUID]]:
+        """The peer acknowledged this side's message ``acknowledged``: the resends (number
+        and id) it received before that message and left unacknowledged. A peer that, as
+        AWS's plugin does, takes messages in order over one connection and acknowledges
+        each one it takes or keeps for later, but drops one it has already processed
+        without a word, leaves a resend unanswered only because it had it."""
+        self.unanswered.pop(acknowledged, None)
+        skipped = [
+            (resent, message_id)
+            for resent, (message_id, marker) in self.unanswered.items()
+            if marker is not None and acknowledged >= marker
+        ]
+        for resent, _ in skipped:
+            del self.unanswered[resent]
+        return skipped
 
     def was_acknowledged(self, sequence_number: int) -> bool:
         """Whether the peer acknowledged this side's message ``sequence_number`` through
@@ -140,6 +172,7 @@ class Pairing(Generic[S]):
         previous, side.ws = side.ws, ws
         rejoined, side.attached_before = side.attached_before, True
         side.highest_sent = None  # a new client may number its messages from 0 again
+        self.peer(role).unanswered.clear()  # what the peer's resends went to has gone
         waiting = list(side.pending)
         side.pending.clear()
         side.pending_bytes = 0

@@ -58,7 +58,7 @@ from .cluster.links import Link, PeerLinks, PeerUnreachable
 from .iam.principals import PrincipalKind
 from .limits import SessionLimits
 from .mgs import SIGNING_NAME, token_response, xml_error
-from .pairing import JOINABLE, ROLES, Side, may_join, role_of
+from .pairing import JOINABLE, ROLES, may_join, role_of
 from .pairing import Pairing as SocketPairing
 from .pairing import Side as SocketSide
 from .state import ServerState
@@ -79,36 +79,38 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def note_acknowledgement(acknowledged: Side[Socket], frame: bytes) -> None:
-    """``frame``, an acknowledge message, passes to ``acknowledged``: remember which of its
-    messages it acknowledges."""
+def decoded(frame: bytes) -> AgentMessage | None:
     try:
-        ack = Acknowledge.from_json(decode(frame).payload)
+        return decode(frame)
     except ProtocolError:
-        return  # not ours to judge: the other end reads it as it is
-    if ack.message_type == MessageType.OUTPUT_STREAM_DATA:
-        acknowledged.peer_acknowledged(ack.sequence_number)
+        return None  # not ours to judge: the other end reads it as it is
 
 
-def acknowledgement_again(sender: Side[Socket], frame: bytes) -> bytes | None:
-    """The acknowledgement to give ``sender`` for ``frame``, a message it sent again, when
-    its peer already acknowledged it through the relay; else None.
-
-    The official agent sends a message before it records it as awaiting acknowledgement,
-    so an acknowledgement that comes back within that moment (a fast path, such as a
-    loopback) finds nothing and is dropped; and AWS's plugin drops the agent's resends of
-    a message it has processed without acknowledging them again. The agent then resends
-    that message until the session ends, and resends nothing else: a later message lost
-    with a node would never come again, and the session would stall for good."""
+def acknowledged_output(frame: bytes) -> int | None:
+    """The sequence number of the agent's output that ``frame``, an acknowledge message
+    from a client, acknowledges; None for anything else."""
+    message = decoded(frame)
+    if message is None:
+        return None
     try:
-        message = decode(frame)
+        ack = Acknowledge.from_json(message.payload)
     except ProtocolError:
         return None
-    if message.message_type != MessageType.OUTPUT_STREAM_DATA or not sender.was_acknowledged(
-        message.sequence_number
-    ):
-        return None  # a client's input: agents acknowledge a resend themselves
-    ack = Acknowledge(message.message_type, message.message_id, message.sequence_number)
+    return ack.sequence_number if ack.message_type == MessageType.OUTPUT_STREAM_DATA else None
+
+
+def acknowledgement(message_id: uuid.UUID, sequence_number: int) -> bytes:
+    """The relay's acknowledgement of the agent's output ``sequence_number``, given on
+    behalf of a client that already has it.
+
+    The official agent resends only its oldest unacknowledged message, and AWS's plugin
+    drops a resend of a message it has processed without acknowledging it again. So when
+    the agent misses the plugin's acknowledgement, it resends that message until the
+    session ends, and never again a later message lost with a node: the session stalls
+    for good. It misses one when a node dies with it in flight, and on a fast path (a
+    loopback) when it comes back before the agent has recorded the message as awaiting
+    acknowledgement (it sends first, then records)."""
+    ack = Acknowledge(MessageType.OUTPUT_STREAM_DATA, message_id, sequence_number)
     return AgentMessage(
         message_type=MessageType.ACKNOWLEDGE,
         created_date=int(time.time() * 1000),
@@ -471,19 +473,27 @@ class Relay:
             return  # agent_session_state and the like are for the service, not the client
         sender, kind = pairing.side(role), peek_message_type(frame)
         number = peek_sequence_number(frame) if kind in STREAM_DATA else None
-        if number is not None and not sender.sends_new_data(number):
-            # A resend is not activity: after a lost acknowledgement the official agent
-            # resends one message for as long as the session lasts.
-            again = acknowledgement_again(sender, frame)
-            if again is not None:
-                with contextlib.suppress(ConnectionError, RuntimeError):
-                    if sender.ws is not None and not sender.ws.closed:
-                        await sender.ws.send_bytes(again)
-                return  # the peer has it already
-        else:
+        if number is None or sender.sends_new_data(number):
             self.limits.activity(pairing.session_id, time.time())
-        if kind == MessageType.ACKNOWLEDGE:
-            note_acknowledgement(pairing.peer(role), frame)
+            if number is not None and role == "agent":
+                sender.new_message_passed(number)
+        elif role == "agent" and (message := decoded(frame)) is not None:
+            # A resend is not activity (after a missed acknowledgement the official agent
+            # resends one message until the session ends).
+            if sender.was_acknowledged(number):
+                await self._acknowledge(sender, message.message_id, number)
+                return  # the client has it
+            if AGENT_PRESENCE_FEATURE not in pairing.client.features:
+                # Not Hatchway's client (which acknowledges a duplicate again): perhaps
+                # AWS's plugin, whose silence will tell that it had this one.
+                sender.resend_passed(number, message.message_id)
+        if kind == MessageType.ACKNOWLEDGE and role == "client":
+            acknowledged = acknowledged_output(frame)
+            if acknowledged is not None:
+                pairing.agent.peer_acknowledged(acknowledged)
+                for skipped, message_id in pairing.agent.peer_skipped(acknowledged):
+                    pairing.agent.peer_acknowledged(skipped)
+                    await self._acknowledge(pairing.agent, message_id, skipped)
         peer = pairing.peer(role)
         target = peer.ws
         if target is None or target.closed:
@@ -508,6 +518,13 @@ class Relay:
         )
         with contextlib.suppress(ConnectionError, RuntimeError):
             await peer.ws.send_bytes(message.encode())
+
+    async def _acknowledge(self, agent: Side, message_id: uuid.UUID, sequence_number: int) -> None:
+        """Acknowledge the agent's output for a client that has it (see acknowledgement)."""
+        ws = agent.ws
+        if ws is not None and not ws.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.send_bytes(acknowledgement(message_id, sequence_number))
 
     async def tell_clients(self, target: str, presence: AgentPresence) -> None:
         """Tell the connected clients of ``target``'s sessions that asked for it (the

@@ -23,7 +23,7 @@ from hatchway.protocol import (
     PayloadType,
     decode,
 )
-from tests.server.test_relay_frames import open_client, until_connected
+from tests.server.test_relay_frames import opening_for, until_connected
 
 
 def now_ms() -> int:
@@ -65,13 +65,14 @@ async def next_acknowledged(ws) -> int:
     return Acknowledge.from_json(message.payload).sequence_number
 
 
-def run(node, ssm, scenario):
+def run(node, ssm, scenario, client_headers=None):
     started = ssm.start_session(Target=node.instance_id)
 
     async def connected():
         async with aiohttp.ClientSession() as http:
             agent = await open_data_channel(http, node.identity, started["SessionId"], now_ms())
-            client = await open_client(http, started)
+            client = await http.ws_connect(started["StreamUrl"], headers=client_headers or {})
+            await client.send_str(opening_for(started))
             await until_connected(ssm, started["SessionId"])
             try:
                 return await scenario(agent, client)
@@ -132,3 +133,43 @@ def test_a_resend_long_after_its_acknowledgement_is_answered(ssm, node):
         return await next_acknowledged(agent)
 
     assert run(node, ssm, scenario) == 0
+
+
+def passed_over(features: dict[str, str]):
+    """The client misses nothing but its acknowledgement of message 0 is lost (as with a
+    killed node); the agent resends 0 and the client, as AWS's plugin does, drops it
+    without a word, then takes and acknowledges message 2."""
+
+    async def scenario(agent, client):
+        first = output(0, uuid.uuid4())
+        await agent.send_bytes(first)
+        await next_message(client)  # its acknowledgement never arrives
+        second = output(1, uuid.uuid4())
+        await agent.send_bytes(second)
+        await next_message(client)
+        await client.send_bytes(acknowledgement(second))
+        assert await next_acknowledged(agent) == 1
+        await agent.send_bytes(first)
+        assert (await next_message(client)).sequence_number == 0  # dropped: it has it
+        third = output(2, uuid.uuid4())
+        await agent.send_bytes(third)
+        await next_message(client)
+        await client.send_bytes(acknowledgement(third))
+        if features:
+            # Hatchway's client acknowledges a duplicate itself: show that the relay did
+            # not, by acknowledging 0 only now.
+            await client.send_bytes(acknowledgement(first))
+        return [await next_acknowledged(agent), await next_acknowledged(agent)]
+
+    return scenario
+
+
+def test_a_resend_the_plugin_passes_over_is_acknowledged_for_it(ssm, node):
+    assert run(node, ssm, passed_over({})) == [0, 2]
+
+
+def test_a_resend_hatchways_client_passes_over_is_left_to_it(ssm, node):
+    from hatchway.protocol import FEATURES_HEADER
+
+    features = {FEATURES_HEADER: "agent_presence"}
+    assert run(node, ssm, passed_over(features), features) == [2, 0]
