@@ -34,6 +34,17 @@ async def open_client(http, started):
     return ws
 
 
+async def types_until(ws, last: str) -> list[str]:
+    """The types of the messages ``ws`` receives, up to and including one of type
+    ``last``."""
+    seen: list[str] = []
+    while not seen or seen[-1] != last:
+        frame = await ws.receive(timeout=30)
+        assert frame.type == aiohttp.WSMsgType.BINARY, frame
+        seen.append(decode(frame.data).message_type)
+    return seen
+
+
 def test_a_client_is_not_given_agent_session_state(ssm, node):
     started = ssm.start_session(Target=node.instance_id)
 
@@ -49,11 +60,7 @@ def test_a_client_is_not_given_agent_session_state(ssm, node):
                 payload_type=PayloadType.OUTPUT,
             )
             await agent.send_bytes(output.encode())
-            seen = []
-            while not seen or seen[-1] != MessageType.OUTPUT_STREAM_DATA:
-                frame = await client.receive(timeout=30)
-                assert frame.type == aiohttp.WSMsgType.BINARY, frame
-                seen.append(decode(frame.data).message_type)
+            seen = await types_until(client, MessageType.OUTPUT_STREAM_DATA)
             await client.close()
             await agent.close()
             await client.close()
@@ -229,11 +236,7 @@ def test_a_client_that_comes_back_makes_the_agent_resend(ssm, node):
                 payload_type=PayloadType.OUTPUT,
             )
             await again.send_bytes(marker.encode())
-            seen = []
-            while not seen or seen[-1] != MessageType.INPUT_STREAM_DATA:
-                frame = await agent.receive(timeout=30)
-                if frame.type == aiohttp.WSMsgType.BINARY:
-                    seen.append(decode(frame.data).message_type)
+            seen = await types_until(agent, MessageType.INPUT_STREAM_DATA)
             await again.close()
             await agent.close()
             return seen
