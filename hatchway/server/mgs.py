@@ -78,6 +78,18 @@ def token_response(token: str) -> web.Response:
     return web.Response(status=201, text=body, content_type="application/xml")
 
 
+def as_text(message: AgentMessage) -> str:
+    """A message for a peer call or the session's row, which hold text."""
+    return base64.b64encode(message.encode()).decode()
+
+
+def from_text(text: str) -> AgentMessage:
+    try:
+        return decode(base64.b64decode(text, validate=True))
+    except binascii.Error as exc:
+        raise ProtocolError(f"not base64: {exc}") from None
+
+
 class ControlChannel:
     """One agent's live control channel on this server."""
 
@@ -224,16 +236,18 @@ class MessageGateway:
                     .values(connected_to=self.me, last_ping=now_utc())
                 )
 
-    async def route_of(self, instance_id: str) -> str | None:
-        """The node that holds the agent's control channel, as the database says."""
+    async def held_elsewhere(self, instance_id: str) -> str | None:
+        """The other node that holds the agent's control channel, as the database says;
+        None when this node holds it, or none does."""
         if instance_id in self.channels:
-            return self.me
+            return None
         async with self.state.db() as db:
-            return await db.scalar(
+            node = await db.scalar(
                 select(ManagedInstance.connected_to).where(
                     ManagedInstance.instance_id == instance_id
                 )
             )
+        return None if node == self.me else node
 
     # --- what the rest of the server asks ------------------------------------------------
 
@@ -261,11 +275,10 @@ class MessageGateway:
         return True
 
     async def _send_elsewhere(self, instance_id: str, message: AgentMessage) -> bool:
-        node = await self.route_of(instance_id)
-        if node is None or node == self.me:
+        node = await self.held_elsewhere(instance_id)
+        if node is None:
             return False
-        encoded = base64.b64encode(message.encode()).decode()
-        answer = await self._ask(node, "to_agent", instance=instance_id, message=encoded)
+        answer = await self._ask(node, "to_agent", instance=instance_id, message=as_text(message))
         return answer.get("ok") is True
 
     async def _ask(
@@ -282,8 +295,8 @@ class MessageGateway:
         if not isinstance(instance_id, str) or not isinstance(encoded, str):
             return {"ok": False, "reason": "bad to_agent"}
         try:
-            agent_message = decode(base64.b64decode(encoded, validate=True))
-        except (binascii.Error, ProtocolError) as exc:
+            agent_message = from_text(encoded)
+        except ProtocolError as exc:
             return {"ok": False, "reason": f"bad message: {exc}"}
         channel = self.channels.get(instance_id)
         return {"ok": channel is not None and await self.send(instance_id, agent_message)}
@@ -317,14 +330,14 @@ class MessageGateway:
     ) -> bool:
         """Leave a session's start on its row for the node that holds the agent's control
         channel, and tell that node; false when no node holds it."""
-        node = await self.route_of(instance_id)
-        if node is None or node == self.me:
+        node = await self.held_elsewhere(instance_id)
+        if node is None:
             return False
         async with self.state.db() as db, db.begin():
             await db.execute(
                 update(Session)
                 .where(Session.session_id == session_id)
-                .values(start_message=base64.b64encode(message.encode()).decode())
+                .values(start_message=as_text(message))
             )
         await self._ask(node, "deliver", session=session_id)  # if lost, the poll finds it
         return True
@@ -345,8 +358,8 @@ class MessageGateway:
                 return False
             waiting, row.start_message = row.start_message, None
         try:
-            message = decode(base64.b64decode(waiting))
-        except (binascii.Error, ProtocolError) as exc:
+            message = from_text(waiting)
+        except ProtocolError as exc:
             log.error("a waiting session start does not decode", extra={"error": str(exc)})
             return False
         if await self.send(row.target, message):
@@ -385,8 +398,8 @@ class MessageGateway:
         """Ask the agent to check its side (doctor); its results, or None when it does
         not answer within ``wait_seconds`` (an official agent never does)."""
         if instance_id not in self.channels:
-            node = await self.route_of(instance_id)
-            if node is None or node == self.me:
+            node = await self.held_elsewhere(instance_id)
+            if node is None:
                 return None
             reply = await self._ask(
                 node,
@@ -434,8 +447,8 @@ class MessageGateway:
     async def disconnect(self, instance_id: str, reason: str) -> None:
         channel = self.channels.get(instance_id)
         if channel is None:
-            node = await self.route_of(instance_id)
-            if node is not None and node != self.me:
+            node = await self.held_elsewhere(instance_id)
+            if node is not None:
                 await self._ask(node, "disconnect", instance=instance_id, reason=reason)
         else:
             log.info("closing control channel", extra={"target": instance_id, "reason": reason})

@@ -66,7 +66,7 @@ class NodeRegistry:
         self._steady_since: float | None = time.monotonic()
 
     async def start(self) -> None:
-        await self._write()
+        await self._heartbeat()
         self.supervisor.start("cluster heartbeat", self._beat)
 
     async def stop(self) -> None:
@@ -74,15 +74,6 @@ class NodeRegistry:
         await self.supervisor.stop()
         async with self.db() as db, db.begin():
             await db.execute(delete(ClusterNode).where(ClusterNode.name == self.name))
-
-    async def _write(self) -> None:
-        now = now_utc()
-        async with self.db() as db, db.begin():
-            row = await db.get(ClusterNode, self.name)
-            if row is None:
-                db.add(ClusterNode(name=self.name, url=self.url, started=now, heartbeat=now))
-            else:
-                row.url, row.heartbeat = self.url, now
 
     async def _beat(self) -> float:
         try:
@@ -109,7 +100,7 @@ class NodeRegistry:
                 .where(ClusterNode.name == self.name)
                 .values(heartbeat=now, url=self.url)
             )
-            if found.rowcount == 0:  # removed while the database was away: back in
+            if found.rowcount == 0:  # a first start, or removed while the database was away
                 db.add(ClusterNode(name=self.name, url=self.url, started=now, heartbeat=now))
 
     async def sweep(self) -> None:
